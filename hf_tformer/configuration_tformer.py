@@ -1,0 +1,300 @@
+"""Configurations of the three hf_tformer variants over one shared base.
+
+Every architectural choice is a plain string, number or bool so that `config.json` stays serializable and readable.
+Invalid values raise `ValueError` at construction, naming the field, the value and what is allowed.
+"""
+
+from typing import Any, Optional
+
+from transformers import PretrainedConfig
+
+POSITION_TYPES = ("sinusoidal", "learned", "rotary")
+NORM_PLACEMENTS = ("pre", "post")
+NORM_TYPES = ("layernorm", "rmsnorm")
+ACTIVATIONS = ("relu", "gelu", "gelu_new", "silu")
+GATED_ACTIVATIONS = ("swiglu", "geglu")
+
+
+def _choice(field: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{field}={value!r} is not supported; choose one of {list(allowed)}.")
+
+
+def _positive_int(field: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{field}={value!r} must be a positive integer.")
+
+
+def _probability(field: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+        raise ValueError(f"{field}={value!r} must be a float in [0, 1).")
+
+
+# Tensor-parallel plan of the blocks, shared by every stack ("colwise" splits heads / hidden units across ranks).
+def _block_tp_plan(stack: str) -> dict[str, str]:
+    plan = {}
+    for attn in ("self_attn", "cross_attn"):
+        for proj in ("q_proj", "k_proj", "v_proj"):
+            plan[f"{stack}.layers.*.{attn}.{proj}"] = "colwise"
+        plan[f"{stack}.layers.*.{attn}.o_proj"] = "rowwise"
+    plan[f"{stack}.layers.*.mlp.up_proj"] = "colwise"
+    plan[f"{stack}.layers.*.mlp.gate_proj"] = "colwise"
+    plan[f"{stack}.layers.*.mlp.down_proj"] = "rowwise"
+    return plan
+
+
+class TformerConfig(PretrainedConfig):
+    """Fields shared by the encoder, decoder and encoder-decoder.
+
+    Args:
+        vocab_size: number of token ids.
+        hidden_size: width of the residual stream.
+        num_hidden_layers: number of blocks (the encoder-decoder has `encoder_layers` / `decoder_layers`).
+        num_attention_heads: query heads; `hidden_size` must be divisible by it.
+        num_key_value_heads: key/value heads (None = `num_attention_heads`: MHA; 1: MQA; otherwise GQA).
+        intermediate_size: hidden units of the feed-forward network.
+        hidden_act: `relu` | `gelu` | `gelu_new` | `silu`, or the gated `swiglu` | `geglu`.
+        max_position_embeddings: longest sequence (a hard limit for `learned` positions).
+        position_embedding_type: `sinusoidal` (2017 paper) | `learned` | `rotary`.
+        rotary_base: the base of the rotary frequencies (10000 in RoFormer / Llama).
+        norm_placement: `post` (2017 paper, BERT) | `pre` (GPT-2 and later; adds a final norm).
+        norm_type: `layernorm` | `rmsnorm`.
+        layer_norm_eps: epsilon of every norm.
+        attention_bias / mlp_bias: bias on the attention / feed-forward projections.
+        lm_head_bias: bias on the language-modeling output projection.
+        embedding_layernorm: a norm right after the embeddings (BERT, BART).
+        type_vocab_size: token-type (segment) vocabulary; 0 disables token-type embeddings.
+        scale_embeddings: multiply token embeddings by sqrt(hidden_size) (2017 paper).
+        hidden_dropout / attention_dropout / activation_dropout / classifier_dropout: dropout probabilities.
+        initializer_range: std of the normal initialisation.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int = 32000,
+        hidden_size: int = 512,
+        num_hidden_layers: int = 6,
+        num_attention_heads: int = 8,
+        num_key_value_heads: Optional[int] = None,
+        intermediate_size: int = 2048,
+        hidden_act: str = "gelu",
+        max_position_embeddings: int = 512,
+        position_embedding_type: str = "learned",
+        rotary_base: float = 10000.0,
+        norm_placement: str = "pre",
+        norm_type: str = "layernorm",
+        layer_norm_eps: float = 1e-5,
+        attention_bias: bool = True,
+        mlp_bias: bool = True,
+        lm_head_bias: bool = False,
+        embedding_layernorm: bool = False,
+        type_vocab_size: int = 0,
+        scale_embeddings: bool = False,
+        hidden_dropout: float = 0.1,
+        attention_dropout: float = 0.1,
+        activation_dropout: float = 0.0,
+        classifier_dropout: Optional[float] = None,
+        initializer_range: float = 0.02,
+        use_cache: bool = True,
+        pad_token_id: Optional[int] = 0,
+        bos_token_id: Optional[int] = None,
+        eos_token_id: Optional[int] = None,
+        tie_word_embeddings: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        self.vocab_size = vocab_size
+        self.hidden_size = hidden_size
+        self.num_hidden_layers = num_hidden_layers
+        self.num_attention_heads = num_attention_heads
+        self.num_key_value_heads = num_attention_heads if num_key_value_heads is None else num_key_value_heads
+        self.intermediate_size = intermediate_size
+        self.hidden_act = hidden_act
+        self.max_position_embeddings = max_position_embeddings
+        self.position_embedding_type = position_embedding_type
+        self.rotary_base = rotary_base
+        self.norm_placement = norm_placement
+        self.norm_type = norm_type
+        self.layer_norm_eps = layer_norm_eps
+        self.attention_bias = attention_bias
+        self.mlp_bias = mlp_bias
+        self.lm_head_bias = lm_head_bias
+        self.embedding_layernorm = embedding_layernorm
+        self.type_vocab_size = type_vocab_size
+        self.scale_embeddings = scale_embeddings
+        self.hidden_dropout = hidden_dropout
+        self.attention_dropout = attention_dropout
+        self.activation_dropout = activation_dropout
+        self.classifier_dropout = classifier_dropout
+        self.initializer_range = initializer_range
+        self.use_cache = use_cache
+        super().__init__(
+            pad_token_id=pad_token_id,
+            bos_token_id=bos_token_id,
+            eos_token_id=eos_token_id,
+            tie_word_embeddings=tie_word_embeddings,
+            **kwargs,
+        )
+        self.validate_tformer()
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs: Any) -> "TformerConfig":
+        """Refuses a config.json of another model type (transformers would only warn and build a wrong model)."""
+        config_dict, _ = cls.get_config_dict(pretrained_model_name_or_path, **dict(kwargs))
+        found = config_dict.get("model_type")
+        if found is not None and found != cls.model_type:
+            raise ValueError(
+                f"{pretrained_model_name_or_path} holds a {found!r} config, not {cls.model_type!r}; load it with its "
+                "own class (AutoConfig), or convert the checkpoint first."
+            )
+        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_attention_heads
+
+    def validate_tformer(self) -> None:
+        """Raise `ValueError` naming the first invalid field."""
+        for field in ("vocab_size", "hidden_size", "num_attention_heads", "num_key_value_heads",
+                      "intermediate_size", "max_position_embeddings"):
+            _positive_int(field, getattr(self, field))
+        for field in self._layer_count_fields():
+            _positive_int(field, getattr(self, field))
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(
+                f"hidden_size={self.hidden_size} is not divisible by num_attention_heads={self.num_attention_heads}; "
+                "pick a head count that divides the hidden size."
+            )
+        if self.num_attention_heads % self.num_key_value_heads:
+            raise ValueError(
+                f"num_attention_heads={self.num_attention_heads} is not divisible by "
+                f"num_key_value_heads={self.num_key_value_heads}; use a divisor (1 = MQA, equal = MHA)."
+            )
+        _choice("hidden_act", self.hidden_act, ACTIVATIONS + GATED_ACTIVATIONS)
+        _choice("position_embedding_type", self.position_embedding_type, POSITION_TYPES)
+        _choice("norm_placement", self.norm_placement, NORM_PLACEMENTS)
+        _choice("norm_type", self.norm_type, NORM_TYPES)
+        if self.position_embedding_type in ("rotary", "sinusoidal") and self.head_dim_or_hidden() % 2:
+            raise ValueError(
+                f"position_embedding_type={self.position_embedding_type!r} needs an even "
+                f"{'head_dim' if self.position_embedding_type == 'rotary' else 'hidden_size'}, "
+                f"got {self.head_dim_or_hidden()}; change hidden_size or num_attention_heads."
+            )
+        if isinstance(self.type_vocab_size, bool) or not isinstance(self.type_vocab_size, int) or self.type_vocab_size < 0:
+            raise ValueError(f"type_vocab_size={self.type_vocab_size!r} must be an integer >= 0 (0 disables it).")
+        for field in ("hidden_dropout", "attention_dropout", "activation_dropout"):
+            _probability(field, getattr(self, field))
+        if self.classifier_dropout is not None:
+            _probability("classifier_dropout", self.classifier_dropout)
+        if not (isinstance(self.layer_norm_eps, (int, float)) and self.layer_norm_eps > 0):
+            raise ValueError(f"layer_norm_eps={self.layer_norm_eps!r} must be a positive float.")
+        if not (isinstance(self.rotary_base, (int, float)) and self.rotary_base > 1):
+            raise ValueError(f"rotary_base={self.rotary_base!r} must be a number > 1.")
+        if self.pad_token_id is not None and not 0 <= self.pad_token_id < self.vocab_size:
+            raise ValueError(f"pad_token_id={self.pad_token_id} is outside the vocabulary [0, {self.vocab_size}).")
+
+    def head_dim_or_hidden(self) -> int:
+        return self.head_dim if self.position_embedding_type == "rotary" else self.hidden_size
+
+    def _layer_count_fields(self) -> tuple[str, ...]:
+        return ("num_hidden_layers",)
+
+    @property
+    def is_gated(self) -> bool:
+        return self.hidden_act in GATED_ACTIVATIONS
+
+
+class TformerEncoderConfig(TformerConfig):
+    """A bidirectional encoder (BERT-like defaults: post-norm, learned positions, token types, embedding norm)."""
+
+    model_type = "hf_tformer_encoder"
+    keys_to_ignore_at_inference = []
+    base_model_tp_plan = {**_block_tp_plan("encoder")}
+    base_model_pp_plan = {
+        "embed_tokens": (["input_ids"], ["inputs_embeds"]),
+        "encoder.layers": (["hidden_states", "attention_mask"], ["hidden_states"]),
+    }
+
+    def __init__(
+        self,
+        norm_placement: str = "post",
+        embedding_layernorm: bool = True,
+        type_vocab_size: int = 2,
+        layer_norm_eps: float = 1e-12,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("use_cache", False)
+        super().__init__(
+            norm_placement=norm_placement,
+            embedding_layernorm=embedding_layernorm,
+            type_vocab_size=type_vocab_size,
+            layer_norm_eps=layer_norm_eps,
+            **kwargs,
+        )
+
+
+class TformerDecoderConfig(TformerConfig):
+    """A causal decoder (GPT-2-like defaults: pre-norm, learned positions, gelu_new, final norm)."""
+
+    model_type = "hf_tformer_decoder"
+    keys_to_ignore_at_inference = ["past_key_values"]
+    base_model_tp_plan = {**_block_tp_plan("decoder")}
+    base_model_pp_plan = {
+        "embed_tokens": (["input_ids"], ["inputs_embeds"]),
+        "decoder.layers": (["hidden_states", "attention_mask"], ["hidden_states"]),
+        "decoder.final_norm": (["hidden_states"], ["hidden_states"]),
+    }
+
+    def __init__(self, hidden_act: str = "gelu_new", **kwargs: Any) -> None:
+        kwargs.setdefault("bos_token_id", 1)
+        kwargs.setdefault("eos_token_id", 2)
+        super().__init__(hidden_act=hidden_act, **kwargs)
+
+
+class TformerEncoderDecoderConfig(TformerConfig):
+    """An encoder-decoder (2017-paper defaults: post-norm, sinusoidal positions, relu, scaled embeddings).
+
+    `encoder_layers` / `decoder_layers` set the two depths; `num_hidden_layers` reads the decoder's depth, which is
+    what generate() sizes its caches by.
+    """
+
+    model_type = "hf_tformer_encoder_decoder"
+    keys_to_ignore_at_inference = ["past_key_values"]
+    attribute_map = {"num_hidden_layers": "decoder_layers"}
+    base_model_tp_plan = {**_block_tp_plan("encoder"), **_block_tp_plan("decoder")}
+    base_model_pp_plan = {
+        "shared": (["input_ids"], ["inputs_embeds"]),
+        "encoder.layers": (["hidden_states", "attention_mask"], ["hidden_states"]),
+        "decoder.layers": (["hidden_states", "attention_mask"], ["hidden_states"]),
+    }
+
+    def __init__(
+        self,
+        encoder_layers: int = 6,
+        decoder_layers: int = 6,
+        hidden_act: str = "relu",
+        position_embedding_type: str = "sinusoidal",
+        norm_placement: str = "post",
+        scale_embeddings: bool = True,
+        decoder_start_token_id: Optional[int] = None,
+        is_encoder_decoder: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        self.encoder_layers = encoder_layers
+        self.decoder_layers = kwargs.pop("num_hidden_layers", decoder_layers)
+        kwargs.setdefault("bos_token_id", 1)
+        kwargs.setdefault("eos_token_id", 2)
+        if decoder_start_token_id is None:
+            decoder_start_token_id = kwargs["bos_token_id"]
+        super().__init__(
+            num_hidden_layers=self.decoder_layers,
+            hidden_act=hidden_act,
+            position_embedding_type=position_embedding_type,
+            norm_placement=norm_placement,
+            scale_embeddings=scale_embeddings,
+            decoder_start_token_id=decoder_start_token_id,
+            is_encoder_decoder=is_encoder_decoder,
+            **kwargs,
+        )
+
+    def _layer_count_fields(self) -> tuple[str, ...]:
+        return ("encoder_layers", "decoder_layers")

@@ -1,0 +1,29 @@
+"""Position-wise feed-forward networks: dense (act(x W1) W2) and gated (act(x Wg) * (x W1)) W2."""
+
+import torch
+from torch import nn
+from transformers.activations import ACT2FN
+
+from .linear import TformerLinear
+
+# A gated activation names the nonlinearity applied to its gate branch.
+_GATE_ACTIVATION = {"swiglu": "silu", "geglu": "gelu"}
+
+
+class TformerFeedForward(nn.Module):
+    def __init__(self, config) -> None:
+        super().__init__()
+        self.is_gated = config.is_gated
+        self.up_proj = TformerLinear(config.hidden_size, config.intermediate_size, bias=config.mlp_bias)
+        if self.is_gated:
+            self.gate_proj = TformerLinear(config.hidden_size, config.intermediate_size, bias=config.mlp_bias)
+        self.act_fn = ACT2FN[_GATE_ACTIVATION.get(config.hidden_act, config.hidden_act)]
+        self.dropout = nn.Dropout(config.activation_dropout)
+        self.down_proj = TformerLinear(config.intermediate_size, config.hidden_size, bias=config.mlp_bias)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        if self.is_gated:
+            inner = self.act_fn(self.gate_proj(hidden_states)) * self.up_proj(hidden_states)
+        else:
+            inner = self.act_fn(self.up_proj(hidden_states))
+        return self.down_proj(self.dropout(inner))

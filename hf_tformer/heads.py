@@ -1,0 +1,100 @@
+"""Task heads and their losses, shared by the variants (labels equal to -100 are ignored)."""
+
+from typing import Optional
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from transformers.activations import ACT2FN
+
+from .linear import TformerLinear
+from .norms import build_norm
+
+IGNORE_INDEX = -100
+
+
+class MaskedLMHead(nn.Module):
+    """dense -> activation -> norm -> vocabulary projection (tied to the token embeddings by default)."""
+
+    def __init__(self, config) -> None:
+        super().__init__()
+        self.dense = TformerLinear(config.hidden_size, config.hidden_size)
+        self.act_fn = ACT2FN[{"swiglu": "silu", "geglu": "gelu"}.get(config.hidden_act, config.hidden_act)]
+        self.layernorm = build_norm(config)
+        self.decoder = TformerLinear(config.hidden_size, config.vocab_size, bias=True)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.layernorm(self.act_fn(self.dense(hidden_states))))
+
+
+class PooledClassificationHead(nn.Module):
+    """First-token pooling: dense -> tanh -> dropout -> labels (BERT's pooler + classifier, RoBERTa's head)."""
+
+    def __init__(self, config) -> None:
+        super().__init__()
+        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout
+        self.dense = TformerLinear(config.hidden_size, config.hidden_size)
+        self.dropout = nn.Dropout(dropout)
+        self.out_proj = TformerLinear(config.hidden_size, config.num_labels)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        pooled = torch.tanh(self.dense(self.dropout(hidden_states[:, 0])))
+        return self.out_proj(self.dropout(pooled))
+
+
+def classifier_dropout(config) -> nn.Dropout:
+    return nn.Dropout(config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout)
+
+
+def last_token_index(
+    input_ids: Optional[torch.Tensor], attention_mask: Optional[torch.Tensor], pad_token_id: Optional[int], length: int
+) -> torch.Tensor:
+    """(batch,) index of each row's last real token, for left or right padding; traceable."""
+    if attention_mask is not None:
+        keep = attention_mask.to(torch.long)
+    elif input_ids is not None and pad_token_id is not None:
+        keep = (input_ids != pad_token_id).to(torch.long)
+    else:
+        return torch.full((1,), length - 1, dtype=torch.long)
+    positions = torch.arange(keep.shape[-1], device=keep.device)
+    return (positions * keep).argmax(-1)
+
+
+def token_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross entropy over every position: (batch, seq, classes) vs (batch, seq)."""
+    return F.cross_entropy(
+        logits.float().reshape(-1, logits.shape[-1]), labels.to(logits.device).reshape(-1), ignore_index=IGNORE_INDEX
+    )
+
+
+def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Next-token cross entropy: position t predicts labels[t + 1]."""
+    return token_loss(logits[:, :-1], labels[:, 1:])
+
+
+def sequence_classification_loss(logits: torch.Tensor, labels: torch.Tensor, config) -> torch.Tensor:
+    """Regression, single-label or multi-label, chosen like transformers does from problem_type / labels."""
+    if config.problem_type is None:
+        if config.num_labels == 1:
+            config.problem_type = "regression"
+        elif labels.dtype in (torch.long, torch.int):
+            config.problem_type = "single_label_classification"
+        else:
+            config.problem_type = "multi_label_classification"
+    labels = labels.to(logits.device)
+    if config.problem_type == "regression":
+        return F.mse_loss(logits.float().squeeze(-1), labels.float().reshape(logits.shape[0]))
+    if config.problem_type == "single_label_classification":
+        return F.cross_entropy(logits.float(), labels.reshape(-1), ignore_index=IGNORE_INDEX)
+    return F.binary_cross_entropy_with_logits(logits.float(), labels.float())
+
+
+def span_loss(start_logits, end_logits, start_positions, end_positions) -> torch.Tensor:
+    """Mean of start and end cross entropies; positions outside the sequence are ignored."""
+    length = start_logits.shape[1]
+    start = start_positions.reshape(-1).clamp(0, length).to(start_logits.device)
+    end = end_positions.reshape(-1).clamp(0, length).to(end_logits.device)
+    return (
+        F.cross_entropy(start_logits.float(), start, ignore_index=length)
+        + F.cross_entropy(end_logits.float(), end, ignore_index=length)
+    ) / 2

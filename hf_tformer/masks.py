@@ -1,0 +1,85 @@
+"""Every attention mask is built here, once per stack forward, traceably (shapes and dtypes only, never values).
+
+Masks are additive: 0 where a key may be attended, the dtype's minimum where not, shaped (batch, 1, query, key) in full (flex attention indexes every
+dimension; ONNX Runtime's fused attention wants it expanded too).
+A fully masked row then softmaxes to a uniform distribution instead of NaN. `None` means "no mask": SDPA and
+flash attention then apply causality themselves from the module's `is_causal`, which keeps their fast kernels.
+Flash attention takes the 2D padding mask unchanged (it unpads internally).
+"""
+
+from typing import Optional
+
+import torch
+
+_KERNELS_WITH_OWN_CAUSALITY = ("sdpa", "flash_attention_2", "flash_attention_3", "flash_attention_4")
+
+
+def _is_flash(attn_implementation: Optional[str]) -> bool:
+    return bool(attn_implementation) and attn_implementation.startswith("flash_attention")
+
+
+def _additive(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(
+        ~allowed, torch.finfo(dtype).min
+    )
+
+
+def check_padding_mask(attention_mask: torch.Tensor, batch_size: int, expected_length: int, name: str) -> None:
+    """Raise `ValueError` unless `attention_mask` is (batch_size, expected_length)."""
+    if attention_mask.dim() != 2 or tuple(attention_mask.shape) != (batch_size, expected_length):
+        raise ValueError(
+            f"{name} has shape {tuple(attention_mask.shape)} but the inputs need ({batch_size}, {expected_length}) "
+            "(batch, past + current tokens); pass one 0/1 entry per token."
+        )
+
+
+def self_attention_mask(
+    attention_mask: Optional[torch.Tensor],
+    *,
+    batch_size: int,
+    query_length: int,
+    kv_length: int,
+    cache_position: torch.Tensor,
+    is_causal: bool,
+    dtype: torch.dtype,
+    attn_implementation: Optional[str],
+    force_explicit: bool = False,
+) -> Optional[torch.Tensor]:
+    """Mask for self attention over `kv_length` keys, of which the last `query_length` are the queries.
+
+    attention_mask: (batch, past + query) of 0/1, or None for "attend everywhere allowed".
+    cache_position: (query,) absolute position of each query in the key sequence.
+    kv_length may exceed past + query (a static cache); those slots are masked as padding.
+    """
+    if _is_flash(attn_implementation):
+        return attention_mask
+    if attention_mask is None and not force_explicit:
+        if not is_causal or attn_implementation in _KERNELS_WITH_OWN_CAUSALITY:
+            return None
+    device = cache_position.device
+    key_positions = torch.arange(kv_length, device=device)
+    if is_causal:
+        allowed = key_positions[None, :] <= cache_position[:, None]  # (query, key)
+    else:
+        allowed = torch.ones(query_length, kv_length, dtype=torch.bool, device=device)
+    allowed = allowed[None, None]  # (1, 1, query, key)
+    if attention_mask is not None:
+        padding = attention_mask.to(device=device, dtype=torch.bool)
+        padding = torch.nn.functional.pad(padding, (0, kv_length - padding.shape[-1]))  # static cache slots
+        allowed = allowed & padding[:, None, None, :]
+    return _additive(allowed.expand(batch_size, 1, query_length, kv_length), dtype)  # (batch, 1, query, key)
+
+
+def cross_attention_mask(
+    encoder_attention_mask: Optional[torch.Tensor],
+    *,
+    query_length: int,
+    dtype: torch.dtype,
+    attn_implementation: Optional[str],
+) -> Optional[torch.Tensor]:
+    """(batch, source) of 0/1 -> (batch, 1, query, source) additive."""
+    if encoder_attention_mask is None or _is_flash(attn_implementation):
+        return encoder_attention_mask
+    batch_size, source_length = encoder_attention_mask.shape
+    allowed = encoder_attention_mask.to(torch.bool)[:, None, None, :]
+    return _additive(allowed.expand(batch_size, 1, query_length, source_length), dtype)

@@ -1,0 +1,177 @@
+"""The decoder variant (GPT-like): a causal stack with a KV cache, a language-modeling head and a classifier."""
+
+from typing import Any, Optional, Union
+
+import torch
+from torch import nn
+from transformers.cache_utils import Cache, DynamicCache
+from transformers.generation import GenerationMixin
+from transformers.modeling_outputs import (
+    BaseModelOutputWithPast,
+    CausalLMOutputWithPast,
+    SequenceClassifierOutputWithPast,
+)
+
+from .configuration_tformer import TformerDecoderConfig
+from .heads import causal_lm_loss, last_token_index, sequence_classification_loss
+from .linear import TformerLinear
+from .pretrained import TformerPreTrainedModel, config_flag, declare_auto_classes, embed_input_ids, make_token_embedding
+from .stack import TformerStack
+
+# transformers (4.57) copies only the *direct* relative imports of a modeling file out of a local checkpoint
+# folder, so every core module it needs transitively is imported here by name (tests/test_remote_code.py checks).
+from .attention import TformerAttention  # noqa: F401
+from .block import TformerBlock  # noqa: F401
+from .embeddings import TformerEmbeddings  # noqa: F401
+from .feed_forward import TformerFeedForward  # noqa: F401
+from .masks import self_attention_mask  # noqa: F401
+from .norms import build_norm  # noqa: F401
+from .positions import apply_rotary  # noqa: F401
+
+
+class TformerDecoderPreTrainedModel(TformerPreTrainedModel):
+    config_class = TformerDecoderConfig
+
+
+class TformerDecoderModel(TformerDecoderPreTrainedModel):
+    def __init__(self, config: TformerDecoderConfig) -> None:
+        super().__init__(config)
+        self.embed_tokens = make_token_embedding(config)
+        self.decoder = TformerStack(config, config.num_hidden_layers, is_causal=True)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embed_tokens
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.embed_tokens = value
+
+    def forward(
+        self,
+        input_ids: Optional[torch.LongTensor] = None,
+        attention_mask: Optional[torch.Tensor] = None,
+        position_ids: Optional[torch.LongTensor] = None,
+        past_key_values: Optional[Cache] = None,
+        inputs_embeds: Optional[torch.Tensor] = None,
+        use_cache: Optional[bool] = None,
+        output_attentions: Optional[bool] = None,
+        output_hidden_states: Optional[bool] = None,
+        return_dict: Optional[bool] = None,
+        **kwargs: Any,
+    ) -> Union[BaseModelOutputWithPast, tuple]:
+        inputs_embeds = embed_input_ids(self.embed_tokens, input_ids, inputs_embeds)
+        if past_key_values is not None and not isinstance(past_key_values, Cache):
+            raise TypeError(
+                f"past_key_values must be a transformers Cache (e.g. DynamicCache), got {type(past_key_values).__name__}."
+            )
+        use_cache = config_flag(use_cache, self.config, "use_cache") and not (
+            self.decoder.layers[0].gradient_checkpointing and self.training
+        )
+        if use_cache and past_key_values is None:
+            past_key_values = DynamicCache()
+        outputs = self.decoder(
+            inputs_embeds,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=past_key_values if use_cache else None,
+            output_attentions=config_flag(output_attentions, self.config, "output_attentions"),
+            output_hidden_states=config_flag(output_hidden_states, self.config, "output_hidden_states"),
+            **kwargs,
+        )
+        output = BaseModelOutputWithPast(
+            last_hidden_state=outputs.last_hidden_state,
+            past_key_values=outputs.past_key_values,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+        )
+        return output if config_flag(return_dict, self.config, "return_dict") else output.to_tuple()
+
+
+class TformerDecoderForCausalLM(TformerDecoderPreTrainedModel, GenerationMixin):
+    _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
+
+    def __init__(self, config: TformerDecoderConfig) -> None:
+        super().__init__(config)
+        self.model = TformerDecoderModel(config)
+        self.lm_head = TformerLinear(config.hidden_size, config.vocab_size, bias=config.lm_head_bias)
+        self.post_init()
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.lm_head
+
+    def set_output_embeddings(self, value: nn.Linear) -> None:
+        self.lm_head = value
+
+    def forward(
+        self,
+        input_ids: Optional[torch.LongTensor] = None,
+        attention_mask: Optional[torch.Tensor] = None,
+        position_ids: Optional[torch.LongTensor] = None,
+        past_key_values: Optional[Cache] = None,
+        inputs_embeds: Optional[torch.Tensor] = None,
+        labels: Optional[torch.LongTensor] = None,
+        use_cache: Optional[bool] = None,
+        logits_to_keep: Union[int, torch.Tensor] = 0,
+        return_dict: Optional[bool] = None,
+        **kwargs: Any,
+    ) -> Union[CausalLMOutputWithPast, tuple]:
+        outputs = self.model(
+            input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=past_key_values,
+            inputs_embeds=inputs_embeds,
+            use_cache=use_cache,
+            return_dict=True,
+            **kwargs,
+        )
+        hidden_states = outputs.last_hidden_state
+        # generate() asks for the last position only: skip the vocabulary projection of the rest.
+        kept = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
+        logits = self.lm_head(hidden_states[:, kept, :])
+        loss = causal_lm_loss(logits, labels) if labels is not None else None
+        output = CausalLMOutputWithPast(
+            loss=loss,
+            logits=logits,
+            past_key_values=outputs.past_key_values,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+        )
+        return output if config_flag(return_dict, self.config, "return_dict") else output.to_tuple()
+
+
+class TformerDecoderForSequenceClassification(TformerDecoderPreTrainedModel):
+    """Classifies from the last real token of each row (left or right padding)."""
+
+    def __init__(self, config: TformerDecoderConfig) -> None:
+        super().__init__(config)
+        self.model = TformerDecoderModel(config)
+        self.score = TformerLinear(config.hidden_size, config.num_labels, bias=False)
+        self.post_init()
+
+    def forward(
+        self, input_ids=None, attention_mask=None, labels=None, return_dict=None, **kwargs
+    ) -> Union[SequenceClassifierOutputWithPast, tuple]:
+        kwargs.setdefault("use_cache", False)
+        outputs = self.model(input_ids, attention_mask=attention_mask, return_dict=True, **kwargs)
+        hidden_states = outputs.last_hidden_state
+        last = last_token_index(input_ids, attention_mask, self.config.pad_token_id, hidden_states.shape[1])
+        rows = torch.arange(hidden_states.shape[0], device=hidden_states.device)
+        logits = self.score(hidden_states[rows, last.to(hidden_states.device)])  # (batch, num_labels)
+        loss = sequence_classification_loss(logits, labels, self.config) if labels is not None else None
+        output = SequenceClassifierOutputWithPast(
+            loss=loss,
+            logits=logits,
+            past_key_values=outputs.past_key_values,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+        )
+        return output if config_flag(return_dict, self.config, "return_dict") else output.to_tuple()
+
+
+AUTO_CLASSES = {
+    "AutoModel": TformerDecoderModel,
+    "AutoModelForCausalLM": TformerDecoderForCausalLM,
+    "AutoModelForSequenceClassification": TformerDecoderForSequenceClassification,
+}
+declare_auto_classes(TformerDecoderPreTrainedModel, TformerDecoderConfig, AUTO_CLASSES)

@@ -1,0 +1,103 @@
+"""The PreTrainedModel base shared by all variants, and input handling every base model needs."""
+
+from typing import Optional
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+
+
+class TformerPreTrainedModel(PreTrainedModel):
+    base_model_prefix = "model"
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["TformerBlock"]
+    _skip_keys_device_placement = ["past_key_values"]
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flash_attn_2 = True
+    _supports_flex_attn = True
+    _supports_attention_backend = True
+    _supports_cache_class = True
+    _supports_static_cache = True
+    _can_compile_fullgraph = True
+    # {"AutoModel": class, "AutoModelForX": class, ...} of the variant, set by `declare_auto_classes`.
+    auto_classes: dict[str, type] = {}
+    # Weights are initialised by PreTrainedModel._init_weights (Linear / Embedding normal(0, initializer_range),
+    # norms to ones/zeros): our norm classes are nn.LayerNorm and TformerRMSNorm, which it recognises by name.
+
+
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        """transformers' loading, but a checkpoint missing backbone weights (or with extra ones) is an error, never a
+        silent random init. Missing task-head weights stay a warning: that is how fine-tuning starts."""
+        wants_info = kwargs.pop("output_loading_info", False)
+        model, info = super().from_pretrained(*args, output_loading_info=True, **kwargs)
+        missing = _backbone_keys(model, info.get("missing_keys", ()))
+        unexpected = _backbone_keys(model, info.get("unexpected_keys", ()))
+        if missing or unexpected:
+            raise ValueError(
+                f"The checkpoint does not match {cls.__name__}: missing weights {missing} (they would be randomly "
+                f"initialised), unexpected weights {unexpected}. Check that config.json belongs to these weights."
+            )
+        return (model, info) if wants_info else model
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """Also writes an `auto_map` entry for every auto class of the variant, not only the saved class's."""
+        self.config.auto_map = {
+            "AutoConfig": f"{type(self.config).__module__.rsplit('.', 1)[-1]}.{type(self.config).__name__}",
+            **{name: f"{cls.__module__.rsplit('.', 1)[-1]}.{cls.__name__}" for name, cls in self.auto_classes.items()},
+        }
+        return super().save_pretrained(save_directory, *args, **kwargs)
+
+
+def _backbone_keys(model: PreTrainedModel, keys) -> list[str]:
+    """The keys that name weights of the base model (as opposed to a task head's)."""
+    base = model.base_model
+    prefix = f"{model.base_model_prefix}."
+    children = {name for name, _ in base.named_children()}
+    backbone = []
+    for key in sorted(keys):
+        name = key[len(prefix):] if base is not model and key.startswith(prefix) else key
+        if name.split(".")[0] in children:
+            backbone.append(key)
+    return backbone
+
+
+def declare_auto_classes(base: type, config_class: type, auto_classes: dict[str, type]) -> None:
+    """Mark the variant's classes for `save_pretrained` to copy their code next to the weights (remote code)."""
+    config_class.register_for_auto_class("AutoConfig")
+    for name, cls in auto_classes.items():
+        cls.register_for_auto_class(name)
+    base.auto_classes = dict(auto_classes)
+
+
+def embed_input_ids(
+    embed_tokens: nn.Embedding, input_ids: Optional[torch.Tensor], inputs_embeds: Optional[torch.Tensor]
+) -> torch.Tensor:
+    """Exactly one of input_ids / inputs_embeds -> (batch, seq, hidden); ids outside the vocabulary raise ValueError."""
+    if (input_ids is None) == (inputs_embeds is None):
+        raise ValueError("Pass exactly one of input_ids or inputs_embeds.")
+    if inputs_embeds is not None:
+        return inputs_embeds
+    if input_ids.dim() != 2:
+        raise ValueError(f"input_ids must be (batch, seq), got shape {tuple(input_ids.shape)}.")
+    # A value check is skipped while tracing/compiling: it would bake a data-dependent branch into the graph.
+    if not (torch.jit.is_tracing() or torch.compiler.is_compiling()) and input_ids.numel():
+        low, high = int(input_ids.min()), int(input_ids.max())
+        if low < 0 or high >= embed_tokens.num_embeddings:
+            bad = low if low < 0 else high
+            raise ValueError(
+                f"input_ids contains {bad}, outside the vocabulary [0, {embed_tokens.num_embeddings}); "
+                "check that the tokenizer matches this model's vocab_size."
+            )
+    return embed_tokens(input_ids)
+
+
+def make_token_embedding(config) -> nn.Embedding:
+    return nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
+
+
+def config_flag(value: Optional[bool], config, name: str) -> bool:
+    """An explicit forward argument wins over the config's default (`output_attentions`, `return_dict`, ...)."""
+    return bool(value if value is not None else getattr(config, name, False))

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Sets up both environments, then runs the whole suite on transformers 4.57.x and the modeling tests on 5.x.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+echo "== transformers $(.venv/bin/python -c 'import transformers; print(transformers.__version__)') (full suite)"
+.venv/bin/python -m pytest -q "$@"
+echo "== transformers $(.venv5/bin/python -c 'import transformers; print(transformers.__version__)') (modeling tests)"
+.venv5/bin/python -m pytest -q -m "not needs_optimum" "$@"
