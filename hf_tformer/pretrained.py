@@ -27,6 +27,11 @@ class TformerPreTrainedModel(PreTrainedModel):
     # norms to ones/zeros): our norm classes are nn.LayerNorm and TformerRMSNorm, which it recognises by name.
 
 
+    def create_masks_for_generate(self, attention_mask: Optional[torch.Tensor] = None, **kwargs) -> Optional[torch.Tensor]:
+        """generate() pre-builds 4D masks for static caches with this hook; our stacks build every mask themselves
+        (masks.py), from the 2D padding mask, so it is handed through unchanged."""
+        return attention_mask
+
     @classmethod
     def from_pretrained(cls, *args, **kwargs):
         """transformers' loading, but a checkpoint missing backbone weights (or with extra ones) is an error, never a
