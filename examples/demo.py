@@ -1,0 +1,121 @@
+"""End-to-end demo on an embedded default (no download): for each variant, build a tiny model, save it as safetensors
+plus remote code, reload it through AutoModel*.from_pretrained(..., trust_remote_code=True) in a fresh process where
+hf_tformer is not importable, and check the outputs are bit-identical.
+
+    python examples/demo.py [--out DIR [--force]]
+"""
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import torch
+
+import hf_tformer as ht
+
+TINY = dict(vocab_size=128, hidden_size=64, num_attention_heads=4, intermediate_size=128, max_position_embeddings=128)
+VARIANTS = [
+    ("encoder", ht.TformerEncoderForMaskedLM, ht.TformerEncoderConfig(num_hidden_layers=2, **TINY), "AutoModelForMaskedLM"),
+    ("decoder", ht.TformerDecoderForCausalLM,
+     ht.TformerDecoderConfig(num_hidden_layers=2, num_key_value_heads=2, position_embedding_type="rotary",
+                             hidden_act="swiglu", norm_type="rmsnorm", **TINY), "AutoModelForCausalLM"),
+    ("encoder-decoder", ht.TformerEncoderDecoderForConditionalGeneration,
+     ht.TformerEncoderDecoderConfig(encoder_layers=2, decoder_layers=2, **TINY), "AutoModelForSeq2SeqLM"),
+]
+
+RELOAD = """
+import sys, json, time, torch, transformers
+class _NoHfTformer:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "hf_tformer":
+            raise ImportError("not importable here")
+sys.meta_path.insert(0, _NoHfTformer())
+folder, auto_name = sys.argv[1], sys.argv[2]
+start = time.perf_counter()
+model = getattr(transformers, auto_name).from_pretrained(folder, trust_remote_code=True).eval()
+load_seconds = time.perf_counter() - start
+data = torch.load(folder + "/demo_inputs.pt")
+with torch.no_grad():
+    logits = model(**data["inputs"]).logits
+result = {"class": type(model).__module__ + "." + type(model).__name__, "load_seconds": load_seconds,
+          "identical": bool(torch.equal(logits, data["logits"]))}
+if "generate" in data:
+    result["generated"] = model.generate(**data["generate"]).tolist()
+print(json.dumps(result))
+"""
+
+
+def step(message: str) -> float:
+    print(f"  - {message}", flush=True)
+    return time.perf_counter()
+
+
+def run_variant(name, model_class, config, auto_name, root: Path) -> dict:
+    print(f"[{name}] {model_class.__name__}")
+    torch.manual_seed(0)
+    model = model_class(config).eval()
+    ids = torch.randint(3, config.vocab_size, (2, 12), generator=torch.Generator().manual_seed(0))
+    inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    if config.is_encoder_decoder:
+        inputs["decoder_input_ids"] = ids[:, :6]
+    data = {"inputs": inputs}
+    with torch.no_grad():
+        data["logits"] = model(**inputs).logits
+    if name != "encoder":
+        data["generate"] = {"input_ids": ids, "attention_mask": inputs["attention_mask"], "max_new_tokens": 8,
+                            "do_sample": False, "pad_token_id": config.pad_token_id}
+        expected_tokens = model.generate(**data["generate"]).tolist()
+    folder = root / name
+    start = step(f"save_pretrained -> {folder} (safetensors + remote code)")
+    model.save_pretrained(folder)
+    torch.save(data, folder / "demo_inputs.pt")
+    save_seconds = time.perf_counter() - start
+    step(f"reload with {auto_name}.from_pretrained(trust_remote_code=True) in a fresh process without hf_tformer")
+    result = subprocess.run([sys.executable, "-c", RELOAD, str(folder), auto_name], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SystemExit(f"reload failed:\n{result.stderr[-3000:]}")
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    report.update(variant=name, parameters=model.num_parameters(), save_seconds=save_seconds,
+                  files=sorted(p.name for p in folder.iterdir()))
+    if name != "encoder":
+        report["generate_identical"] = report.pop("generated") == expected_tokens
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, help="keep the checkpoints here (default: a temporary folder)")
+    parser.add_argument("--force", action="store_true", help="replace --out if it exists")
+    args = parser.parse_args()
+    if args.out and args.out.exists() and not args.force:
+        raise SystemExit(f"{args.out} exists; pass --force to replace it.")
+    torch.set_num_threads(2)
+    staging = Path(tempfile.mkdtemp(prefix="hf_tformer_demo_"))
+    reports = [run_variant(*variant, staging) for variant in VARIANTS]
+    print("\nReport")
+    print(f"{'variant':<16} {'params':>8} {'save s':>7} {'load s':>7} {'logits identical':>17} {'generate identical':>19}")
+    for r in reports:
+        print(f"{r['variant']:<16} {r['parameters']:>8,} {r['save_seconds']:>7.2f} {r['load_seconds']:>7.2f} "
+              f"{str(r['identical']):>17} {str(r.get('generate_identical', '-')):>19}")
+    print(f"\nloaded as: {', '.join(r['class'].split('.')[-1] for r in reports)} (from transformers_modules)")
+    print(f"files in each checkpoint: {', '.join(reports[1]['files'])}")
+    if args.out:
+        if args.out.exists():
+            shutil.rmtree(args.out)
+        shutil.move(staging, args.out)  # a rename when on the same filesystem
+        print(f"checkpoints kept in {args.out}")
+    else:
+        shutil.rmtree(staging)
+    ok = all(r["identical"] and r.get("generate_identical", True) for r in reports)
+    print("\nALL CHECKS PASSED" if ok else "\nSOME CHECKS FAILED")
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
