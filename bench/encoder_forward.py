@@ -87,8 +87,9 @@ def main() -> None:
         with torch.inference_mode():
             for model in models.values():  # warm-up
                 model(input_ids=ids, attention_mask=mask)
-            for _ in range(args.repeats):  # interleaved, so drift of the machine hits both alike
-                for name, model in models.items():
+            for repeat in range(args.repeats):  # interleaved, order alternating, so drift hits both alike
+                order = list(models.items()) if repeat % 2 == 0 else list(models.items())[::-1]
+                for name, model in order:
                     samples[name].append(median_seconds(lambda: model(input_ids=ids, attention_mask=mask), 1, warmup=0))
             if args.profile:
                 for name, model in models.items():

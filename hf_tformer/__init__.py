@@ -4,7 +4,7 @@ Importing the package registers every config and model with transformers' Auto c
 saved with `save_pretrained` carry the modeling code, so elsewhere they load with `trust_remote_code=True`.
 """
 
-from transformers import AutoConfig, AutoModel
+from transformers import AutoConfig
 
 from .configuration_tformer import TformerConfig, TformerDecoderConfig, TformerEncoderConfig, TformerEncoderDecoderConfig
 from .modeling_tformer_decoder import AUTO_CLASSES as _DECODER_AUTO_CLASSES
@@ -52,7 +52,6 @@ def _register_with_auto_classes() -> None:
 _register_with_auto_classes()
 
 __all__ = [
-    "AutoModel",
     "TformerConfig",
     "TformerDecoderConfig",
     "TformerDecoderForCausalLM",

@@ -173,11 +173,11 @@ class TformerConfig(PretrainedConfig):
         _choice("position_embedding_type", self.position_embedding_type, POSITION_TYPES)
         _choice("norm_placement", self.norm_placement, NORM_PLACEMENTS)
         _choice("norm_type", self.norm_type, NORM_TYPES)
-        if self.position_embedding_type in ("rotary", "sinusoidal") and self.head_dim_or_hidden() % 2:
+        if self.position_embedding_type in ("rotary", "sinusoidal") and self._position_dim() % 2:
             raise ValueError(
                 f"position_embedding_type={self.position_embedding_type!r} needs an even "
                 f"{'head_dim' if self.position_embedding_type == 'rotary' else 'hidden_size'}, "
-                f"got {self.head_dim_or_hidden()}; change hidden_size or num_attention_heads."
+                f"got {self._position_dim()}; change hidden_size or num_attention_heads."
             )
         if isinstance(self.type_vocab_size, bool) or not isinstance(self.type_vocab_size, int) or self.type_vocab_size < 0:
             raise ValueError(f"type_vocab_size={self.type_vocab_size!r} must be an integer >= 0 (0 disables it).")
@@ -192,7 +192,7 @@ class TformerConfig(PretrainedConfig):
         if self.pad_token_id is not None and not 0 <= self.pad_token_id < self.vocab_size:
             raise ValueError(f"pad_token_id={self.pad_token_id} is outside the vocabulary [0, {self.vocab_size}).")
 
-    def head_dim_or_hidden(self) -> int:
+    def _position_dim(self) -> int:
         return self.head_dim if self.position_embedding_type == "rotary" else self.hidden_size
 
     def _layer_count_fields(self) -> tuple[str, ...]:

@@ -24,8 +24,15 @@ def _additive(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     )
 
 
+def validating_inputs() -> bool:
+    """Input checks run eagerly only: under tracing/compilation they would bake branches into the graph."""
+    return not (torch.jit.is_tracing() or torch.compiler.is_compiling())
+
+
 def check_padding_mask(attention_mask: torch.Tensor, batch_size: int, expected_length: int, name: str) -> None:
     """Raise `ValueError` unless `attention_mask` is (batch_size, expected_length)."""
+    if not validating_inputs():
+        return
     if attention_mask.dim() != 2 or tuple(attention_mask.shape) != (batch_size, expected_length):
         raise ValueError(
             f"{name} has shape {tuple(attention_mask.shape)} but the inputs need ({batch_size}, {expected_length}) "

@@ -6,6 +6,8 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 
+from .masks import validating_inputs
+
 
 class TformerPreTrainedModel(PreTrainedModel):
     base_model_prefix = "model"
@@ -87,8 +89,7 @@ def embed_input_ids(
         return inputs_embeds
     if input_ids.dim() != 2:
         raise ValueError(f"input_ids must be (batch, seq), got shape {tuple(input_ids.shape)}.")
-    # A value check is skipped while tracing/compiling: it would bake a data-dependent branch into the graph.
-    if not (torch.jit.is_tracing() or torch.compiler.is_compiling()) and input_ids.numel():
+    if validating_inputs() and input_ids.numel():
         low, high = int(input_ids.min()), int(input_ids.max())
         if low < 0 or high >= embed_tokens.num_embeddings:
             bad = low if low < 0 else high

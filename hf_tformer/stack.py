@@ -16,7 +16,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPastAndCrossAttenti
 
 from .block import TformerBlock
 from .embeddings import TformerEmbeddings
-from .masks import check_padding_mask, cross_attention_mask, self_attention_mask
+from .masks import check_padding_mask, cross_attention_mask, self_attention_mask, validating_inputs
 from .norms import build_norm
 from .positions import rotary_cos_sin
 
@@ -75,7 +75,8 @@ class TformerStack(nn.Module):
         kv_length, cache_position = self._positions(
             batch_size, query_length, past_key_values, cache_position, inputs_embeds.device
         )
-        if self.config.position_embedding_type == "learned" and kv_length > self.config.max_position_embeddings:
+        check_length = self.config.position_embedding_type == "learned" and validating_inputs()
+        if check_length and kv_length > self.config.max_position_embeddings:
             raise ValueError(
                 f"{kv_length} positions are needed but max_position_embeddings={self.config.max_position_embeddings} "
                 "with learned positions; shorten the input (truncation=True) or use a model with more positions."

@@ -58,3 +58,30 @@ def test_fully_padded_rows_and_all_zero_masks_stay_finite(variant, dtype, implem
         kwargs = {"decoder_attention_mask": attention_mask} if variant == "encoder_decoder" else {}
         hidden = run(model, ids, attention_mask, **kwargs)
         assert torch.isfinite(hidden).all()
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_forward_traces_without_data_dependent_branches(variant):
+    """The ONNX exporter traces forward: a traced graph must give the eager outputs on inputs it was not traced on."""
+    model = build(variant)
+    model.config.return_dict = False
+    ids = random_ids(2, 6)
+    mask = torch.tensor([[1] * 6, [1] * 4 + [0] * 2])
+    inputs = (ids, mask, ids) if variant == "encoder_decoder" else (ids, mask)
+
+    class Wrapped(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, *args):
+            names = ["input_ids", "attention_mask", "decoder_input_ids"]
+            return self.inner(**dict(zip(names, args)), use_cache=False)[0] if variant != "encoder" else \
+                self.inner(**dict(zip(names, args)))[0]
+
+    traced = torch.jit.trace(Wrapped(model), inputs, check_trace=False)
+    other_ids = random_ids(2, 6, seed=5)
+    other_mask = torch.tensor([[1] * 3 + [0] * 3, [1] * 6])
+    other = (other_ids, other_mask, other_ids) if variant == "encoder_decoder" else (other_ids, other_mask)
+    with torch.no_grad():
+        torch.testing.assert_close(traced(*other), Wrapped(model)(*other), atol=1e-5, rtol=1e-5)
