@@ -1,10 +1,11 @@
 """Every attention mask is built here, once per stack forward, traceably (shapes and dtypes only, never values).
 
-Masks are additive: 0 where a key may be attended, the dtype's minimum where not, shaped (batch, 1, query, key) in full (flex attention indexes every
-dimension; ONNX Runtime's fused attention wants it expanded too).
-A fully masked row then softmaxes to a uniform distribution instead of NaN. `None` means "no mask": SDPA and
-flash attention then apply causality themselves from the module's `is_causal`, which keeps their fast kernels.
-Flash attention takes the 2D padding mask unchanged (it unpads internally).
+Masks are additive: 0 where a key may be attended, the dtype's minimum where not, shaped (batch, 1, query, key) in
+full (ONNX Runtime's fused attention wants it expanded). A fully masked row then softmaxes to a uniform distribution
+instead of NaN. `None` means "no mask": SDPA and flash attention then apply causality themselves from the module's
+`is_causal`, which keeps their fast kernels. Flash attention takes the 2D padding mask unchanged (it unpads
+internally); flex attention gets a BlockMask over the same boolean pattern (torch 2.13's CPU flex kernel corrupts
+memory when a score_mod reads a captured additive mask, and a BlockMask also lets it skip masked blocks).
 """
 
 from typing import Optional
@@ -18,7 +19,17 @@ def _is_flash(attn_implementation: Optional[str]) -> bool:
     return bool(attn_implementation) and attn_implementation.startswith("flash_attention")
 
 
-def _additive(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+def _finish(allowed: torch.Tensor, dtype: torch.dtype, attn_implementation: Optional[str]):
+    """(batch, 1, query, key) bool -> the mask form the attention implementation takes."""
+    if attn_implementation == "flex_attention":
+        from torch.nn.attention.flex_attention import create_block_mask
+
+        batch_size, _, query_length, kv_length = allowed.shape
+
+        def mask_mod(batch, head, query, key):
+            return allowed[batch, 0, query, key]
+
+        return create_block_mask(mask_mod, batch_size, None, query_length, kv_length, device=allowed.device)
     return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(
         ~allowed, torch.finfo(dtype).min
     )
@@ -74,7 +85,7 @@ def self_attention_mask(
         padding = attention_mask.to(device=device, dtype=torch.bool)
         padding = torch.nn.functional.pad(padding, (0, kv_length - padding.shape[-1]))  # static cache slots
         allowed = allowed & padding[:, None, None, :]
-    return _additive(allowed.expand(batch_size, 1, query_length, kv_length), dtype)  # (batch, 1, query, key)
+    return _finish(allowed.expand(batch_size, 1, query_length, kv_length), dtype, attn_implementation)
 
 
 def cross_attention_mask(
@@ -89,4 +100,4 @@ def cross_attention_mask(
         return encoder_attention_mask
     batch_size, source_length = encoder_attention_mask.shape
     allowed = encoder_attention_mask.to(torch.bool)[:, None, None, :]
-    return _additive(allowed.expand(batch_size, 1, query_length, source_length), dtype)
+    return _finish(allowed.expand(batch_size, 1, query_length, source_length), dtype, attn_implementation)

@@ -78,10 +78,16 @@ def test_attention_kwargs_reach_the_attention_function(monkeypatch):
     assert seen == ["here", "here"]
 
 
-def test_flex_attention_runs_through_the_same_path():
-    # Unmasked only: torch 2.13's compiled CPU flex kernel corrupts memory when a score_mod reads a captured mask
-    # tensor (reproduced with torch alone, see BENCHMARKS.md notes), so masked flex is left to GPU machines.
+@pytest.mark.parametrize("variant", ["encoder", "decoder"])
+def test_flex_attention_runs_through_the_same_path_with_padding(variant):
+    # 16 tokens: torch 2.13's compiled CPU flex kernel returns wrong rows for batch > 1 at 8 tokens, even without
+    # any mask (reproduced with torch alone against SDPA); from 16 tokens on it matches. The encoder-decoder's
+    # cross attention hits an inductor C++ codegen error in the CPU flex template ('cur_kvSplitSize5' undeclared),
+    # also upstream; flex for it is left to GPU machines.
     ids = random_ids(2, 16)
-    reference = run(build("encoder", "eager", max_position_embeddings=128), ids)
-    flex = run(build("encoder", "flex_attention", max_position_embeddings=128), ids)
-    torch.testing.assert_close(flex, reference, atol=1e-4, rtol=1e-4)
+    mask = torch.ones_like(ids)
+    mask[1, 11:] = 0
+    reference = run(build(variant, "eager", num_key_value_heads=2), ids, mask)
+    flex = run(build(variant, "flex_attention", num_key_value_heads=2), ids, mask)
+    keep = mask.bool() if variant != "encoder_decoder" else torch.ones_like(mask, dtype=torch.bool)
+    torch.testing.assert_close(flex[keep], reference[keep], atol=1e-4, rtol=1e-4)
