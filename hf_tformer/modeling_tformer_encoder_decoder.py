@@ -24,6 +24,7 @@ from .feed_forward import TformerFeedForward  # noqa: F401
 from .masks import self_attention_mask  # noqa: F401
 from .norms import build_norm  # noqa: F401
 from .positions import apply_rotary  # noqa: F401
+from .tokenization_tformer import TformerTokenizerFast  # noqa: F401  (AutoTokenizer's fallback)
 
 
 def shift_tokens_right(input_ids: torch.Tensor, pad_token_id: Optional[int], decoder_start_token_id: int) -> torch.Tensor:

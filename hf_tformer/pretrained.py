@@ -54,6 +54,8 @@ class TformerPreTrainedModel(PreTrainedModel):
         self.config.auto_map = {
             "AutoConfig": f"{type(self.config).__module__.rsplit('.', 1)[-1]}.{type(self.config).__name__}",
             **{name: f"{cls.__module__.rsplit('.', 1)[-1]}.{cls.__name__}" for name, cls in self.auto_classes.items()},
+            # Reached only when the folder's tokenizer_config.json names no class: turns that into a clear error.
+            "AutoTokenizer": [None, "tokenization_tformer.TformerTokenizerFast"],
         }
         return super().save_pretrained(save_directory, *args, **kwargs)
 

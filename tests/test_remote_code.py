@@ -96,7 +96,7 @@ def test_save_writes_safetensors_auto_map_and_the_code(tmp_path):
     assert config["model_type"] == "hf_tformer_encoder"
     assert set(config["auto_map"]) == {"AutoConfig", "AutoModel", "AutoModelForMaskedLM",
                                        "AutoModelForSequenceClassification", "AutoModelForTokenClassification",
-                                       "AutoModelForQuestionAnswering"}
+                                       "AutoModelForQuestionAnswering", "AutoTokenizer"}
     assert (tmp_path / "model.safetensors").exists()
     assert not list(tmp_path.glob("*.bin"))
     copied = {p.name for p in tmp_path.glob("*.py")}
