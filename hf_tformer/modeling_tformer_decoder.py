@@ -5,7 +5,6 @@ from typing import Any, Optional, Union
 import torch
 from torch import nn
 from transformers.cache_utils import Cache, DynamicCache
-from transformers.generation import GenerationMixin
 from transformers.modeling_outputs import (
     BaseModelOutputWithPast,
     CausalLMOutputWithPast,
@@ -15,7 +14,14 @@ from transformers.modeling_outputs import (
 from .configuration_tformer import TformerDecoderConfig
 from .heads import causal_lm_loss, last_token_index, sequence_classification_loss
 from .linear import TformerLinear
-from .pretrained import TformerPreTrainedModel, config_flag, declare_auto_classes, embed_input_ids, make_token_embedding
+from .pretrained import (
+    TformerGenerationMixin,
+    TformerPreTrainedModel,
+    config_flag,
+    declare_auto_classes,
+    embed_input_ids,
+    make_token_embedding,
+)
 from .stack import TformerStack
 
 # transformers (4.57) copies only the *direct* relative imports of a modeling file out of a local checkpoint
@@ -88,7 +94,7 @@ class TformerDecoderModel(TformerDecoderPreTrainedModel):
         return output if config_flag(return_dict, self.config, "return_dict") else output.to_tuple()
 
 
-class TformerDecoderForCausalLM(TformerDecoderPreTrainedModel, GenerationMixin):
+class TformerDecoderForCausalLM(TformerDecoderPreTrainedModel, TformerGenerationMixin):
     _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
 
     def __init__(self, config: TformerDecoderConfig) -> None:

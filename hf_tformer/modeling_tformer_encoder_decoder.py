@@ -6,13 +6,19 @@ from typing import Any, Optional, Union
 import torch
 from torch import nn
 from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache
-from transformers.generation import GenerationMixin
 from transformers.modeling_outputs import BaseModelOutput, Seq2SeqLMOutput, Seq2SeqModelOutput
 
 from .configuration_tformer import TformerEncoderDecoderConfig
 from .heads import token_loss
 from .linear import TformerLinear
-from .pretrained import TformerPreTrainedModel, config_flag, declare_auto_classes, embed_input_ids, make_token_embedding
+from .pretrained import (
+    TformerGenerationMixin,
+    TformerPreTrainedModel,
+    config_flag,
+    declare_auto_classes,
+    embed_input_ids,
+    make_token_embedding,
+)
 from .stack import TformerStack
 
 # transformers (4.57) copies only the *direct* relative imports of a modeling file out of a local checkpoint
@@ -160,7 +166,7 @@ class TformerEncoderDecoderModel(TformerEncoderDecoderPreTrainedModel):
         return output if config_flag(return_dict, self.config, "return_dict") else output.to_tuple()
 
 
-class TformerEncoderDecoderForConditionalGeneration(TformerEncoderDecoderPreTrainedModel, GenerationMixin):
+class TformerEncoderDecoderForConditionalGeneration(TformerEncoderDecoderPreTrainedModel, TformerGenerationMixin):
     _tied_weights_keys = {"lm_head.weight": "model.shared.weight"}
 
     def __init__(self, config: TformerEncoderDecoderConfig) -> None:

@@ -4,7 +4,7 @@ from typing import Optional
 
 import torch
 from torch import nn
-from transformers import PreTrainedModel
+from transformers import GenerationMixin, PreTrainedModel
 
 from .masks import validating_inputs
 
@@ -58,6 +58,18 @@ class TformerPreTrainedModel(PreTrainedModel):
             "AutoTokenizer": [None, "tokenization_tformer.TformerTokenizerFast"],
         }
         return super().save_pretrained(save_directory, *args, **kwargs)
+
+
+class TformerGenerationMixin(GenerationMixin):
+    """transformers' generate(), with the arguments it would crash on (ZeroDivisionError, IndexError) checked first."""
+
+    def generate(self, *args, **kwargs):
+        config = kwargs.get("generation_config") or self.generation_config
+        for name in ("num_beams", "num_return_sequences", "max_new_tokens", "num_beam_groups"):
+            value = kwargs.get(name, getattr(config, name, None))
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name}={value!r} must be a positive integer.")
+        return super().generate(*args, **kwargs)
 
 
 def _backbone_keys(model: PreTrainedModel, keys) -> list[str]:
