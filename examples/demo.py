@@ -1,6 +1,7 @@
-"""End-to-end demo on an embedded default (no download): for each variant, build a tiny model, save it as safetensors
-plus remote code, reload it through AutoModel*.from_pretrained(..., trust_remote_code=True) in a fresh process where
-hf_tformer is not importable, and check the outputs are bit-identical.
+"""End-to-end demo on an embedded default (no download): for each variant, build a tiny model and a locally trained
+tokenizer, save them (safetensors + remote code + tokenizer), reload through AutoModel*.from_pretrained(...,
+trust_remote_code=True) in a fresh process where hf_tformer is not importable, check the outputs are bit-identical,
+and run a pipeline on the reloaded checkpoint.
 
     python examples/demo.py [--out DIR [--force]]
 """
@@ -16,17 +17,23 @@ import time
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
 import hf_tformer as ht
+from toy_tokenizer import train_tokenizer
 
-TINY = dict(vocab_size=128, hidden_size=64, num_attention_heads=4, intermediate_size=128, max_position_embeddings=128)
+TINY = dict(vocab_size=160, hidden_size=64, num_attention_heads=4, intermediate_size=128, max_position_embeddings=128)
+# (name, model class, config, auto class, tokenizer kind, pipeline task, pipeline input)
 VARIANTS = [
-    ("encoder", ht.TformerEncoderForMaskedLM, ht.TformerEncoderConfig(num_hidden_layers=2, **TINY), "AutoModelForMaskedLM"),
+    ("encoder", ht.TformerEncoderForMaskedLM, ht.TformerEncoderConfig(num_hidden_layers=2, **TINY),
+     "AutoModelForMaskedLM", "wordpiece", "fill-mask", "paris is the [MASK] of france"),
     ("decoder", ht.TformerDecoderForCausalLM,
      ht.TformerDecoderConfig(num_hidden_layers=2, num_key_value_heads=2, position_embedding_type="rotary",
-                             hidden_act="swiglu", norm_type="rmsnorm", **TINY), "AutoModelForCausalLM"),
+                             hidden_act="swiglu", norm_type="rmsnorm", **TINY),
+     "AutoModelForCausalLM", "bpe", "text-generation", "the quick brown fox"),
     ("encoder-decoder", ht.TformerEncoderDecoderForConditionalGeneration,
-     ht.TformerEncoderDecoderConfig(encoder_layers=2, decoder_layers=2, **TINY), "AutoModelForSeq2SeqLM"),
+     ht.TformerEncoderDecoderConfig(encoder_layers=2, decoder_layers=2, **TINY),
+     "AutoModelForSeq2SeqLM", "unigram", "text2text-generation", "the encoder reads the source"),
 ]
 
 RELOAD = """
@@ -36,7 +43,7 @@ class _NoHfTformer:
         if name.split(".")[0] == "hf_tformer":
             raise ImportError("not importable here")
 sys.meta_path.insert(0, _NoHfTformer())
-folder, auto_name = sys.argv[1], sys.argv[2]
+folder, auto_name, task, text = sys.argv[1:5]
 start = time.perf_counter()
 model = getattr(transformers, auto_name).from_pretrained(folder, trust_remote_code=True).eval()
 load_seconds = time.perf_counter() - start
@@ -47,17 +54,20 @@ result = {"class": type(model).__module__ + "." + type(model).__name__, "load_se
           "identical": bool(torch.equal(logits, data["logits"]))}
 if "generate" in data:
     result["generated"] = model.generate(**data["generate"]).tolist()
+pipe = transformers.pipeline(task, model=folder, trust_remote_code=True)
+kwargs = {"top_k": 1} if task == "fill-mask" else {"max_new_tokens": 6, "min_new_tokens": 6, "do_sample": False}
+start = time.perf_counter()
+output = pipe(text, **kwargs)
+result["pipeline_seconds"] = time.perf_counter() - start
+result["pipeline"] = output[0]
 print(json.dumps(result))
 """
 
 
-def step(message: str) -> float:
-    print(f"  - {message}", flush=True)
-    return time.perf_counter()
-
-
-def run_variant(name, model_class, config, auto_name, root: Path) -> dict:
-    print(f"[{name}] {model_class.__name__}")
+def run_variant(name, model_class, config, auto_name, tokenizer_kind, task, text, root: Path, progress) -> dict:
+    progress.set_description(f"{name}: train {tokenizer_kind} tokenizer, build {model_class.__name__}")
+    tokenizer = train_tokenizer(tokenizer_kind, vocab_size=config.vocab_size)
+    config.vocab_size = len(tokenizer)
     torch.manual_seed(0)
     model = model_class(config).eval()
     ids = torch.randint(3, config.vocab_size, (2, 12), generator=torch.Generator().manual_seed(0))
@@ -72,12 +82,15 @@ def run_variant(name, model_class, config, auto_name, root: Path) -> dict:
                             "do_sample": False, "pad_token_id": config.pad_token_id}
         expected_tokens = model.generate(**data["generate"]).tolist()
     folder = root / name
-    start = step(f"save_pretrained -> {folder} (safetensors + remote code)")
+    progress.set_description(f"{name}: save safetensors + remote code + tokenizer")
+    start = time.perf_counter()
     model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
     torch.save(data, folder / "demo_inputs.pt")
     save_seconds = time.perf_counter() - start
-    step(f"reload with {auto_name}.from_pretrained(trust_remote_code=True) in a fresh process without hf_tformer")
-    result = subprocess.run([sys.executable, "-c", RELOAD, str(folder), auto_name], capture_output=True, text=True)
+    progress.set_description(f"{name}: reload with {auto_name} in a fresh process without hf_tformer, run {task}")
+    result = subprocess.run([sys.executable, "-c", RELOAD, str(folder), auto_name, task, text],
+                            capture_output=True, text=True)
     if result.returncode != 0:
         raise SystemExit(f"reload failed:\n{result.stderr[-3000:]}")
     report = json.loads(result.stdout.strip().splitlines()[-1])
@@ -97,12 +110,18 @@ def main() -> None:
         raise SystemExit(f"{args.out} exists; pass --force to replace it.")
     torch.set_num_threads(2)
     staging = Path(tempfile.mkdtemp(prefix="hf_tformer_demo_"))
-    reports = [run_variant(*variant, staging) for variant in VARIANTS]
-    print("\nReport")
-    print(f"{'variant':<16} {'params':>8} {'save s':>7} {'load s':>7} {'logits identical':>17} {'generate identical':>19}")
+    reports = []
+    with tqdm(VARIANTS, unit="variant") as progress:
+        for variant in progress:
+            reports.append(run_variant(*variant, staging, progress))
+    print("\nReport (weights are random: the texts are well-formed, not meaningful)")
+    print(f"{'variant':<16} {'params':>8} {'save s':>7} {'load s':>7} {'logits identical':>17} {'generate identical':>19}"
+          f" {'pipeline s':>10}")
     for r in reports:
         print(f"{r['variant']:<16} {r['parameters']:>8,} {r['save_seconds']:>7.2f} {r['load_seconds']:>7.2f} "
-              f"{str(r['identical']):>17} {str(r.get('generate_identical', '-')):>19}")
+              f"{str(r['identical']):>17} {str(r.get('generate_identical', '-')):>19} {r['pipeline_seconds']:>10.2f}")
+    for r, variant in zip(reports, VARIANTS):
+        print(f"  {variant[5]:<21} {variant[6]!r} -> {json.dumps(r['pipeline'])}")
     print(f"\nloaded as: {', '.join(r['class'].split('.')[-1] for r in reports)} (from transformers_modules)")
     print(f"files in each checkpoint: {', '.join(reports[1]['files'])}")
     if args.out:

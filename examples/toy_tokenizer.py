@@ -26,7 +26,8 @@ Kind = Literal["wordpiece", "bpe", "unigram"]
 
 
 def train_tokenizer(kind: Kind, vocab_size: int = 160, corpus: Iterable[str] = CORPUS) -> PreTrainedTokenizerFast:
-    """WordPiece gets BERT's [CLS] a [SEP] b [SEP] template (encoders); BPE and Unigram append [EOS] (generation)."""
+    """Templates: WordPiece gets BERT's [CLS] a [SEP] b [SEP] (encoders); BPE prepends [BOS] and adds nothing at the
+    end, so a prompt can be continued (decoders); Unigram appends [EOS] to each source (encoder-decoders)."""
     if kind == "wordpiece":
         tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
         trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_ORDER)
@@ -51,6 +52,10 @@ def train_tokenizer(kind: Kind, vocab_size: int = 160, corpus: Iterable[str] = C
         tokenizer.post_processor = processors.TemplateProcessing(
             single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
             special_tokens=[("[CLS]", ids["[CLS]"]), ("[SEP]", ids["[SEP]"])],
+        )
+    elif kind == "bpe":
+        tokenizer.post_processor = processors.TemplateProcessing(
+            single="[BOS] $A", pair="[BOS] $A $B:1", special_tokens=[("[BOS]", ids["[BOS]"])],
         )
     else:
         tokenizer.post_processor = processors.TemplateProcessing(
