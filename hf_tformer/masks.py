@@ -11,6 +11,7 @@ memory when a score_mod reads a captured additive mask, and a BlockMask also let
 from typing import Optional
 
 import torch
+from transformers.cache_utils import Cache, EncoderDecoderCache
 
 _KERNELS_WITH_OWN_CAUSALITY = ("sdpa", "flash_attention_2", "flash_attention_3", "flash_attention_4")
 
@@ -101,3 +102,13 @@ def cross_attention_mask(
     batch_size, source_length = encoder_attention_mask.shape
     allowed = encoder_attention_mask.to(torch.bool)[:, None, None, :]
     return _finish(allowed.expand(batch_size, 1, query_length, source_length), dtype, attn_implementation)
+
+
+def static_cache_capacity(past_key_values: Optional[Cache]) -> Optional[int]:
+    """Key slots of a preallocated (static) self-attention cache, or None for dynamic / no cache."""
+    if isinstance(past_key_values, EncoderDecoderCache):
+        past_key_values = past_key_values.self_attention_cache
+    layers = getattr(past_key_values, "layers", None)
+    if not layers or not getattr(layers[0], "is_compileable", False):
+        return None
+    return getattr(layers[0], "max_cache_len", None)

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from transformers import GenerationMixin, PreTrainedModel
 
-from .masks import validating_inputs
+from .masks import static_cache_capacity, validating_inputs
 
 
 class TformerPreTrainedModel(PreTrainedModel):
@@ -29,10 +29,16 @@ class TformerPreTrainedModel(PreTrainedModel):
     # norms to ones/zeros): our norm classes are nn.LayerNorm and TformerRMSNorm, which it recognises by name.
 
 
-    def create_masks_for_generate(self, attention_mask: Optional[torch.Tensor] = None, **kwargs) -> Optional[torch.Tensor]:
-        """generate() pre-builds 4D masks for static caches with this hook; our stacks build every mask themselves
-        (masks.py), from the 2D padding mask, so it is handed through unchanged."""
-        return attention_mask
+    def create_masks_for_generate(
+        self, attention_mask: Optional[torch.Tensor] = None, past_key_values=None, **kwargs
+    ) -> Optional[torch.Tensor]:
+        """generate() pre-builds fixed-shape masks for static caches with this hook (so compiled steps do not
+        recompile). Our stacks build every mask themselves (masks.py) from the 2D padding mask, so this only pads
+        that mask with zeros to the cache's capacity: a fixed shape at every step."""
+        capacity = static_cache_capacity(past_key_values)
+        if attention_mask is None or attention_mask.dim() != 2 or capacity is None:
+            return attention_mask
+        return torch.nn.functional.pad(attention_mask, (0, capacity - attention_mask.shape[-1]))
 
     @classmethod
     def from_pretrained(cls, *args, **kwargs):

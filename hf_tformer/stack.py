@@ -11,24 +11,20 @@ from typing import Any, Optional
 
 import torch
 from torch import nn
-from transformers.cache_utils import Cache, EncoderDecoderCache
+from transformers.cache_utils import Cache
 from transformers.modeling_outputs import BaseModelOutputWithPastAndCrossAttentions
 
 from .block import TformerBlock
 from .embeddings import TformerEmbeddings
-from .masks import check_padding_mask, cross_attention_mask, self_attention_mask, validating_inputs
+from .masks import (
+    check_padding_mask,
+    cross_attention_mask,
+    self_attention_mask,
+    static_cache_capacity,
+    validating_inputs,
+)
 from .norms import build_norm
 from .positions import rotary_cos_sin
-
-
-def static_cache_capacity(past_key_values: Optional[Cache]) -> Optional[int]:
-    """Key slots of a preallocated (static) self-attention cache, or None for dynamic / no cache."""
-    if isinstance(past_key_values, EncoderDecoderCache):
-        past_key_values = past_key_values.self_attention_cache
-    layers = getattr(past_key_values, "layers", None)
-    if not layers or not getattr(layers[0], "is_compileable", False):
-        return None
-    return getattr(layers[0], "max_cache_len", None)
 
 
 class TformerStack(nn.Module):
