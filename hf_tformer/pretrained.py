@@ -110,7 +110,7 @@ def embed_input_ids(
     if input_ids.dim() != 2:
         raise ValueError(f"input_ids must be (batch, seq), got shape {tuple(input_ids.shape)}.")
     if validating_inputs() and input_ids.numel():
-        low, high = int(input_ids.min()), int(input_ids.max())
+        low, high = (int(bound) for bound in torch.aminmax(input_ids))
         if low < 0 or high >= embed_tokens.num_embeddings:
             bad = low if low < 0 else high
             raise ValueError(
