@@ -28,7 +28,6 @@ class TformerPreTrainedModel(PreTrainedModel):
     # Weights are initialised by PreTrainedModel._init_weights (Linear / Embedding normal(0, initializer_range),
     # norms to ones/zeros): our norm classes are nn.LayerNorm and TformerRMSNorm, which it recognises by name.
 
-
     def create_masks_for_generate(
         self, attention_mask: Optional[torch.Tensor] = None, past_key_values=None, **kwargs
     ) -> Optional[torch.Tensor]:
