@@ -1,0 +1,40 @@
+"""python -m hf_tformer_conversion SOURCE DEST [--force] [--allow-pickle] [--no-verify]"""
+
+import argparse
+import sys
+
+from .convert import convert
+from .sources import SOURCES
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m hf_tformer_conversion",
+        description="Convert a transformers checkpoint (local folder or Hub repo id) into an hf_tformer checkpoint. "
+        f"Supported model types: {', '.join(sorted(SOURCES))}. The converted model must reproduce the source's "
+        "outputs (max |diff| <= 1e-5, identical greedy tokens) or nothing is written.",
+    )
+    parser.add_argument("source", help="checkpoint folder or Hub repo id (HF_HUB_OFFLINE=1 reads the cache only)")
+    parser.add_argument("destination", help="output folder (written atomically)")
+    parser.add_argument("--force", action="store_true", help="replace an existing destination")
+    parser.add_argument("--allow-pickle", action="store_true", help="accept pytorch_model.bin (loaded weights_only)")
+    parser.add_argument("--no-verify", action="store_true", help="skip the parity gate (not recommended)")
+    args = parser.parse_args(argv)
+    try:
+        report = convert(args.source, args.destination, force=args.force, allow_pickle=args.allow_pickle,
+                         verify=not args.no_verify)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    parity = report.parity
+    print(f"converted {report.architecture} -> {report.target_class}: {report.tensors} tensors -> {report.destination}")
+    if parity is not None:
+        print(f"parity: max |diff| {parity.max_abs_diff:.2e}" + (
+            "" if parity.greedy_identical is None else f", greedy tokens identical: {parity.greedy_identical}"))
+    if report.carried:
+        print(f"carried over: {', '.join(report.carried)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,171 @@
+"""Convert a checkpoint folder (or Hub repo id) into an hf_tformer checkpoint, gated on numerical parity.
+
+Nothing is written at the destination unless the converted model computes the same function as the source:
+the result is staged in a temporary folder next to the destination and renamed into place at the end.
+"""
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import torch
+from tqdm.auto import tqdm
+
+from .keymap import convert_state_dict
+from .sources import SOURCES, Source
+from .verify import ParityReport, check_parity
+
+CARRIED_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "vocab.json",
+                 "merges.txt", "spiece.model", "sentencepiece.bpe.model", "generation_config.json")
+
+
+@dataclass
+class ConversionReport:
+    source: str
+    destination: str
+    architecture: str
+    target_class: str
+    tensors: int
+    parity: Optional[ParityReport] = None
+    carried: list[str] = field(default_factory=list)
+
+
+def resolve_source(source: str) -> Path:
+    """A local folder, or a Hub repo id through snapshot_download (honours the cache and HF_HUB_OFFLINE)."""
+    if os.path.isdir(source):
+        return Path(source)
+    from huggingface_hub import snapshot_download
+
+    return Path(snapshot_download(source))
+
+
+def read_config(folder: Path) -> tuple[dict, Source, str]:
+    config_path = folder / "config.json"
+    if not config_path.exists():
+        raise ValueError(f"{folder} has no config.json; point at a transformers checkpoint folder.")
+    config = json.loads(config_path.read_text())
+    model_type = config.get("model_type")
+    if model_type not in SOURCES:
+        raise ValueError(f"model_type={model_type!r} is not supported; supported: {sorted(SOURCES)}.")
+    source = SOURCES[model_type]
+    architecture = (config.get("architectures") or [None])[0]
+    if architecture not in source.classes:
+        raise ValueError(f"architecture {architecture!r} of {model_type!r} is not supported; "
+                         f"supported: {sorted(source.classes)}.")
+    return config, source, architecture
+
+
+class LazyWeights:
+    """Source tensors read one at a time: safetensors memory-mapped; pickles only when allowed, weights_only."""
+
+    def __init__(self, folder: Path, allow_pickle: bool) -> None:
+        from safetensors import safe_open
+
+        self._handles, self._where = [], {}
+        files = sorted(folder.glob("*.safetensors"))
+        if files:
+            for path in files:
+                try:
+                    handle = safe_open(str(path), framework="pt")
+                except Exception as error:  # safetensors raises its own error types
+                    raise ValueError(f"{path} is not a readable safetensors file: {error}") from error
+                self._handles.append(handle)
+                for key in handle.keys():
+                    self._where[key] = handle
+            self._pickled = None
+            return
+        pickles = sorted(folder.glob("pytorch_model*.bin"))
+        if not pickles:
+            raise ValueError(f"{folder} holds no model.safetensors or pytorch_model.bin.")
+        if not allow_pickle:
+            raise ValueError(f"{folder} holds only pickled weights ({pickles[0].name}); pickles can run code when "
+                             "loaded. Pass --allow-pickle (allow_pickle=True) to load them with weights_only=True.")
+        self._pickled = {}
+        for path in pickles:
+            self._pickled.update(torch.load(path, map_location="cpu", weights_only=True))
+
+    def keys(self) -> list[str]:
+        return list(self._pickled) if self._pickled is not None else list(self._where)
+
+    def __getitem__(self, key: str) -> torch.Tensor:
+        return self._pickled[key] if self._pickled is not None else self._where[key].get_tensor(key)
+
+
+def _expected_keys(model: torch.nn.Module) -> tuple[dict[str, tuple[int, ...]], dict[str, str]]:
+    tied = dict(model._tied_weights_keys or {}) if model.config.tie_word_embeddings else {}
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items() if k not in tied}
+    return shapes, tied
+
+
+def convert(source: str, destination: str, *, force: bool = False, allow_pickle: bool = False,
+            verify: bool = True, progress: bool = True) -> ConversionReport:
+    """Convert `source` into an hf_tformer checkpoint at `destination`; raise ValueError on any mismatch."""
+    out = Path(destination)
+    if out.exists() and not force:
+        raise ValueError(f"{out} exists; pass --force (force=True) to replace it.")
+    folder = resolve_source(source)
+    config_dict, family, architecture = read_config(folder)
+    target_class = family.target_class(architecture)
+    config = family.translate_config(config_dict)
+    with torch.device("meta"):
+        skeleton = target_class(config)
+    expected, tied = _expected_keys(skeleton)
+    prefix = "" if hasattr(skeleton, "model") else "model."  # base models have no "model." prefix
+    weights = LazyWeights(folder, allow_pickle)
+    keys = weights.keys()
+    bar = tqdm(total=len(keys), unit="tensor", desc="converting", disable=not progress)
+    converted = convert_state_dict(
+        keys, weights.__getitem__, family.rules(config_dict, target_class),
+        {prefix + k: v for k, v in expected.items()}, {prefix + k: prefix + v for k, v in tied.items()},
+        on_tensor=lambda key: bar.update(1),
+    )
+    bar.close()
+    model = target_class(config)
+    loaded = model.load_state_dict({k[len(prefix):]: v for k, v in converted.items()}, strict=False)
+    if set(loaded.missing_keys) - set(tied) or loaded.unexpected_keys:  # convert_state_dict checked this already
+        raise ValueError(f"internal key mismatch: {loaded.missing_keys} / {loaded.unexpected_keys}")
+    model.tie_weights()
+    model.eval()
+    report = ConversionReport(str(source), str(out), architecture, target_class.__name__, len(converted))
+    if verify:
+        reference = family.reference_class(architecture).from_pretrained(folder, attn_implementation="eager").eval()
+        report.parity = check_parity(reference, model)  # raises ValueError when the outputs differ
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        model.save_pretrained(staging)
+        for name in CARRIED_FILES:
+            if (folder / name).exists() and not (staging / name).exists():
+                shutil.copy2(folder / name, staging / name)
+                report.carried.append(name)
+        _write_model_card(staging, report, config_dict)
+        if out.exists():
+            shutil.rmtree(out)
+        staging.rename(out)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    return report
+
+
+def _write_model_card(folder: Path, report: ConversionReport, source_config: dict) -> None:
+    tag = {"TformerEncoderForMaskedLM": "fill-mask", "TformerEncoderForSequenceClassification": "text-classification",
+           "TformerEncoderForTokenClassification": "token-classification",
+           "TformerEncoderForQuestionAnswering": "question-answering", "TformerDecoderForCausalLM": "text-generation",
+           "TformerDecoderForSequenceClassification": "text-classification",
+           "TformerEncoderDecoderForConditionalGeneration": "text2text-generation"}.get(report.target_class,
+                                                                                       "feature-extraction")
+    parity = report.parity
+    figures = "not verified" if parity is None else (
+        f"max |Δ| = {parity.max_abs_diff:.2e} on random padded inputs"
+        + ("" if parity.greedy_identical is None else f"; greedy tokens identical: {parity.greedy_identical}"))
+    (folder / "README.md").write_text(
+        f"---\nlibrary_name: transformers\npipeline_tag: {tag}\nbase_model: {report.source}\ntags:\n- hf_tformer\n"
+        f"- converted\n---\n\n# {report.target_class} converted from {report.architecture}\n\n"
+        f"Converted by hf_tformer from `{report.source}` ({source_config.get('model_type')}). Load with\n"
+        f"`AutoModel*.from_pretrained(path, trust_remote_code=True)`.\n\nParity with the source: {figures}.\n"
+    )

@@ -1,0 +1,173 @@
+"""Conversion from transformers' own classes (random weights), gated on parity, reloaded as remote code."""
+
+import json
+
+import pytest
+import torch
+import transformers
+from transformers import (BartConfig, BartForConditionalGeneration, BertConfig, BertForMaskedLM,
+                          BertForSequenceClassification, BertModel, GPT2Config, GPT2LMHeadModel)
+
+from conftest import run_without_hf_tformer
+from hf_tformer_conversion import convert
+from hf_tformer_conversion.__main__ import main as cli
+
+BERT = dict(vocab_size=120, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+            max_position_embeddings=64)
+
+
+def save(model, folder):
+    torch.manual_seed(0)
+    model.save_pretrained(folder)
+    return str(folder)
+
+
+def sources():
+    torch.manual_seed(0)
+    bart = BartForConditionalGeneration(BartConfig(
+        vocab_size=120, d_model=32, encoder_layers=2, decoder_layers=1, encoder_attention_heads=4,
+        decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=64))
+    with torch.no_grad():
+        bart.final_logits_bias.normal_()
+    return {
+        "bert-model": BertModel(BertConfig(**BERT)),
+        "bert-mlm": BertForMaskedLM(BertConfig(**BERT)),
+        "bert-cls": BertForSequenceClassification(BertConfig(**BERT, num_labels=3,
+                                                             id2label={0: "a", 1: "b", 2: "c"})),
+        "gpt2": GPT2LMHeadModel(GPT2Config(vocab_size=120, n_positions=64, n_embd=32, n_layer=2, n_head=4)),
+        "bart": bart,
+    }
+
+
+@pytest.mark.parametrize("name", ["bert-model", "bert-mlm", "bert-cls", "gpt2", "bart"])
+def test_converts_with_parity_and_reloads_as_remote_code(tmp_path, hf_home, name):
+    source = sources()[name].eval()
+    folder = save(source, tmp_path / "source")
+    report = convert(folder, str(tmp_path / "out"), progress=False)
+    assert report.parity.max_abs_diff <= 1e-5
+    if name in ("gpt2", "bart"):
+        assert report.parity.greedy_identical
+    out = tmp_path / "out"
+    assert (out / "model.safetensors").exists() and (out / "README.md").exists()
+    assert "pipeline_tag" in (out / "README.md").read_text()
+    config = json.loads((out / "config.json").read_text())
+    if name == "bert-cls":
+        assert config["id2label"] == {"0": "a", "1": "b", "2": "c"}
+    ids = torch.randint(3, 120, (2, 7))
+    extra = {"decoder_input_ids": ids[:, :3]} if name == "bart" else {}
+    with torch.no_grad():
+        reference = source(input_ids=ids, **extra)[0]
+    torch.save({"ids": ids, "extra": extra, "reference": reference}, tmp_path / "reference.pt")
+    auto = next(k for k in config["auto_map"] if k.startswith("AutoModel") and k != "AutoModel") if name != "bert-model" \
+        else "AutoModel"
+    if name == "bert-cls":
+        auto = "AutoModelForSequenceClassification"
+    code = f"""
+    import torch, transformers
+    model = getattr(transformers, "{auto}").from_pretrained("{out}", trust_remote_code=True).eval()
+    data = torch.load("{tmp_path}/reference.pt")
+    with torch.no_grad():
+        out = model(input_ids=data["ids"], **data["extra"])[0]
+    assert (out - data["reference"]).abs().max() <= 1e-5, (out - data["reference"]).abs().max()
+    print("OK", type(model).__name__)
+    """
+    assert "OK" in run_without_hf_tformer(code, cwd=tmp_path)
+
+
+def test_tokenizer_and_generation_config_are_carried_over(tmp_path):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
+    from toy_tokenizer import train_tokenizer
+
+    tokenizer = train_tokenizer("bpe")
+    source = GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_positions=64, n_embd=32, n_layer=1, n_head=4))
+    folder = save(source, tmp_path / "source")
+    tokenizer.save_pretrained(folder)
+    report = convert(folder, str(tmp_path / "out"), progress=False)
+    assert {"tokenizer.json", "tokenizer_config.json"} <= set(report.carried)
+    pipe = transformers.pipeline("text-generation", model=str(tmp_path / "out"), trust_remote_code=True)
+    assert pipe("the quick", max_new_tokens=3, do_sample=False)[0]["generated_text"].startswith("the quick")
+
+
+def test_unsupported_architecture_lists_the_supported_ones(tmp_path):
+    from transformers import T5Config, T5Model
+
+    folder = save(T5Model(T5Config(vocab_size=50, d_model=16, d_kv=4, d_ff=32, num_layers=1, num_heads=4)), tmp_path / "t5")
+    with pytest.raises(ValueError, match=r"'t5' is not supported; supported: \['bart', 'bert', 'gpt2'\]"):
+        convert(folder, str(tmp_path / "out"), progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+def _tamper(folder, edit):
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(f"{folder}/model.safetensors")
+    save_file(edit(weights), f"{folder}/model.safetensors", metadata={"format": "pt"})
+
+
+def test_missing_and_extra_keys_are_named(tmp_path):
+    folder = save(BertModel(BertConfig(**BERT)), tmp_path / "source")
+    _tamper(folder, lambda w: {k: v for k, v in w.items() if k != "encoder.layer.1.output.dense.weight"})
+    with pytest.raises(ValueError, match=r"target keys missing: \['model.encoder.layers.1.mlp.down_proj.weight'\]"):
+        convert(folder, str(tmp_path / "out"), progress=False)
+    _tamper(folder, lambda w: {**w, "encoder.layer.1.output.dense.weight": torch.zeros(32, 64),
+                               "mystery.weight": torch.zeros(2)})
+    with pytest.raises(ValueError, match=r"source keys no rule consumes: \['mystery.weight'\]"):
+        convert(folder, str(tmp_path / "out"), progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_corrupted_safetensors_is_refused(tmp_path):
+    folder = save(BertModel(BertConfig(**BERT)), tmp_path / "source")
+    (tmp_path / "source" / "model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(ValueError, match="not a readable safetensors file"):
+        convert(folder, str(tmp_path / "out"), progress=False)
+
+
+def test_pickles_need_the_flag(tmp_path):
+    model = BertModel(BertConfig(**BERT)).eval()
+    model.save_pretrained(tmp_path / "source")  # then swap the weights for a pickle (5.x no longer writes .bin)
+    (tmp_path / "source" / "model.safetensors").unlink()
+    torch.save(model.state_dict(), tmp_path / "source" / "pytorch_model.bin")
+    with pytest.raises(ValueError, match="--allow-pickle"):
+        convert(str(tmp_path / "source"), str(tmp_path / "out"), progress=False)
+    report = convert(str(tmp_path / "source"), str(tmp_path / "out"), allow_pickle=True, progress=False)
+    assert report.parity.max_abs_diff <= 1e-5
+
+
+def test_failed_parity_writes_nothing(tmp_path):
+    folder = save(BertModel(BertConfig(**BERT)), tmp_path / "source")
+    config = json.loads((tmp_path / "source" / "config.json").read_text())
+    config["layer_norm_eps"] = 0.5  # the converted model would compute something else than the weights' source
+    (tmp_path / "source" / "config.json").write_text(json.dumps(config))
+    from hf_tformer_conversion import sources
+
+    original = sources.BERT.translate_config
+
+    def wrong(config_dict):
+        translated = original(config_dict)
+        translated.layer_norm_eps = 1e-12 if config_dict["layer_norm_eps"] == 0.5 else 0.5
+        return translated
+
+    object.__setattr__(sources.BERT, "translate_config", wrong)
+    try:
+        with pytest.raises(ValueError, match="parity check failed"):
+            convert(folder, str(tmp_path / "out"), progress=False)
+    finally:
+        object.__setattr__(sources.BERT, "translate_config", original)
+    assert not (tmp_path / "out").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
+
+
+def test_existing_destination_needs_force_and_cli_reports(tmp_path, capsys):
+    folder = save(BertModel(BertConfig(**BERT)), tmp_path / "source")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "keep.txt").write_text("user data")
+    assert cli([folder, str(tmp_path / "out")]) == 1
+    assert "--force" in capsys.readouterr().err
+    assert (tmp_path / "out" / "keep.txt").exists()
+    assert cli([folder, str(tmp_path / "out"), "--force"]) == 0
+    assert "parity: max |diff|" in capsys.readouterr().out
+    assert not (tmp_path / "out" / "keep.txt").exists()
