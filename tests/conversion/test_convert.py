@@ -6,7 +6,8 @@ import pytest
 import torch
 import transformers
 from transformers import (BartConfig, BartForConditionalGeneration, BertConfig, BertForMaskedLM,
-                          BertForSequenceClassification, BertModel, GPT2Config, GPT2LMHeadModel)
+                          BertForQuestionAnswering, BertForSequenceClassification, BertForTokenClassification,
+                          BertModel, GPT2Config, GPT2LMHeadModel)
 
 from conftest import run_without_hf_tformer
 from hf_tformer_conversion import convert
@@ -34,12 +35,19 @@ def sources():
         "bert-mlm": BertForMaskedLM(BertConfig(**BERT)),
         "bert-cls": BertForSequenceClassification(BertConfig(**BERT, num_labels=3,
                                                              id2label={0: "a", 1: "b", 2: "c"})),
+        "bert-token": BertForTokenClassification(BertConfig(**BERT, num_labels=4)),
+        "bert-qa": BertForQuestionAnswering(BertConfig(**BERT)),
         "gpt2": GPT2LMHeadModel(GPT2Config(vocab_size=120, n_positions=64, n_embd=32, n_layer=2, n_head=4)),
         "bart": bart,
     }
 
 
-@pytest.mark.parametrize("name", ["bert-model", "bert-mlm", "bert-cls", "gpt2", "bart"])
+AUTO_CLASS = {"bert-model": "AutoModel", "bert-mlm": "AutoModelForMaskedLM",
+              "bert-cls": "AutoModelForSequenceClassification", "bert-token": "AutoModelForTokenClassification",
+              "bert-qa": "AutoModelForQuestionAnswering", "gpt2": "AutoModelForCausalLM", "bart": "AutoModelForSeq2SeqLM"}
+
+
+@pytest.mark.parametrize("name", list(AUTO_CLASS))
 def test_converts_with_parity_and_reloads_as_remote_code(tmp_path, hf_home, name):
     source = sources()[name].eval()
     folder = save(source, tmp_path / "source")
@@ -58,10 +66,7 @@ def test_converts_with_parity_and_reloads_as_remote_code(tmp_path, hf_home, name
     with torch.no_grad():
         reference = source(input_ids=ids, **extra)[0]
     torch.save({"ids": ids, "extra": extra, "reference": reference}, tmp_path / "reference.pt")
-    auto = next(k for k in config["auto_map"] if k.startswith("AutoModel") and k != "AutoModel") if name != "bert-model" \
-        else "AutoModel"
-    if name == "bert-cls":
-        auto = "AutoModelForSequenceClassification"
+    auto = AUTO_CLASS[name]
     code = f"""
     import torch, transformers
     model = getattr(transformers, "{auto}").from_pretrained("{out}", trust_remote_code=True).eval()
