@@ -1,4 +1,4 @@
-"""python -m hf_tformer_conversion SOURCE DEST [--force] [--allow-pickle] [--no-verify]"""
+"""python -m hf_tformer_conversion SOURCE DEST [--force] [--allow-pickle] [--no-verify] [--no-progress]"""
 
 import argparse
 import sys
@@ -19,10 +19,11 @@ def main(argv=None) -> int:
     parser.add_argument("--force", action="store_true", help="replace an existing destination")
     parser.add_argument("--allow-pickle", action="store_true", help="accept pytorch_model.bin (loaded weights_only)")
     parser.add_argument("--no-verify", action="store_true", help="skip the parity gate (not recommended)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs, CI)")
     args = parser.parse_args(argv)
     try:
         report = convert(args.source, args.destination, force=args.force, allow_pickle=args.allow_pickle,
-                         verify=not args.no_verify)
+                         verify=not args.no_verify, progress=not args.no_progress)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -31,6 +32,8 @@ def main(argv=None) -> int:
     if parity is not None:
         print(f"parity: max |diff| {parity.max_abs_diff:.2e}" + (
             "" if parity.greedy_identical is None else f", greedy tokens identical: {parity.greedy_identical}"))
+    if report.notes:
+        print(f"note: {report.notes}")
     if report.carried:
         print(f"carried over: {', '.join(report.carried)}")
     return 0

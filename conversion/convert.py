@@ -4,6 +4,7 @@ Nothing is written at the destination unless the converted model computes the sa
 the result is staged in a temporary folder next to the destination and renamed into place at the end.
 """
 
+import gc
 import json
 import os
 import shutil
@@ -32,6 +33,7 @@ class ConversionReport:
     tensors: int
     parity: Optional[ParityReport] = None
     carried: list[str] = field(default_factory=list)
+    notes: str = ""
 
 
 def resolve_source(source: str) -> Path:
@@ -124,16 +126,31 @@ def convert(source: str, destination: str, *, force: bool = False, allow_pickle:
         on_tensor=lambda key: bar.update(1),
     )
     bar.close()
-    model = target_class(config)
-    loaded = model.load_state_dict({k[len(prefix):]: v for k, v in converted.items()}, strict=False)
+    # The converted tensors become the parameters (assign=True on a meta skeleton): no random init, no second copy.
+    model = skeleton
+    # fp32 like the reference the parity gate compares with (a half-precision source is written as fp32).
+    loaded = model.load_state_dict({k[len(prefix):]: v.float() if v.is_floating_point() else v
+                                    for k, v in converted.items()}, strict=False, assign=True)
+    tensors = len(converted)
+    del converted
     if set(loaded.missing_keys) - set(tied) or loaded.unexpected_keys:  # convert_state_dict checked this already
         raise ValueError(f"internal key mismatch: {loaded.missing_keys} / {loaded.unexpected_keys}")
     model.tie_weights()
+    still_meta = [name for name, tensor in [*model.named_parameters(), *model.named_buffers()] if tensor.is_meta]
+    if still_meta:
+        raise ValueError(f"internal error: tensors left uninitialised after conversion: {still_meta[:8]}")
     model.eval()
-    report = ConversionReport(str(source), str(out), architecture, target_class.__name__, len(converted))
+    report = ConversionReport(str(source), str(out), architecture, target_class.__name__, tensors,
+                              notes=family.notes)
     if verify:
-        reference = family.reference_class(architecture).from_pretrained(folder, attn_implementation="eager").eval()
+        # The reference reads the same lazily mapped tensors we converted from: one mapping of the file, not two.
+        reference_class = family.reference_class(architecture)
+        reference = reference_class.from_pretrained(
+            None, config=reference_class.config_class.from_pretrained(folder),
+            state_dict={key: weights[key] for key in keys}, attn_implementation="eager").eval()
         report.parity = check_parity(reference, model)  # raises ValueError when the outputs differ
+        del reference  # before saving, which holds a serialized copy
+        gc.collect()
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
@@ -168,4 +185,5 @@ def _write_model_card(folder: Path, report: ConversionReport, source_config: dic
         f"- converted\n---\n\n# {report.target_class} converted from {report.architecture}\n\n"
         f"Converted by hf_tformer from `{report.source}` ({source_config.get('model_type')}). Load with\n"
         f"`AutoModel*.from_pretrained(path, trust_remote_code=True)`.\n\nParity with the source: {figures}.\n"
+        + (f"\nNote: {report.notes}\n" if report.notes else "")
     )

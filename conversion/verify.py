@@ -19,6 +19,8 @@ def _random_inputs(config, batch: int = 2, length: int = 12, seed: int = 0) -> d
     ids = torch.randint(3, config.vocab_size, (batch, length), generator=generator)
     mask = torch.ones_like(ids)
     mask[1, length // 2:] = 0  # right padding in the second row
+    if config.pad_token_id is not None:
+        ids[mask == 0] = config.pad_token_id  # as a tokenizer pads: heads that find the last token by id agree
     return {"input_ids": ids, "attention_mask": mask}
 
 

@@ -7,7 +7,10 @@ import torch
 import transformers
 from transformers import (BartConfig, BartForConditionalGeneration, BertConfig, BertForMaskedLM,
                           BertForQuestionAnswering, BertForSequenceClassification, BertForTokenClassification,
-                          BertModel, GPT2Config, GPT2LMHeadModel)
+                          BertModel, GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM,
+                          LlamaForSequenceClassification, MarianConfig, MarianMTModel, RobertaConfig,
+                          RobertaForMaskedLM, RobertaForSequenceClassification, RobertaModel,
+                          XLMRobertaConfig, XLMRobertaForTokenClassification)
 
 from conftest import run_without_hf_tformer
 from hf_tformer_conversion import convert
@@ -28,8 +31,16 @@ def sources():
     bart = BartForConditionalGeneration(BartConfig(
         vocab_size=120, d_model=32, encoder_layers=2, decoder_layers=1, encoder_attention_heads=4,
         decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=64))
+    marian = MarianMTModel(MarianConfig(
+        vocab_size=120, d_model=32, encoder_layers=2, decoder_layers=1, encoder_attention_heads=4,
+        decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=64,
+        scale_embedding=True, activation_function="swish", pad_token_id=119, decoder_start_token_id=119))
     with torch.no_grad():
         bart.final_logits_bias.normal_()
+        marian.final_logits_bias.normal_()
+    roberta = dict(BERT, max_position_embeddings=66, type_vocab_size=1, pad_token_id=1)
+    llama = dict(vocab_size=120, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+                 num_key_value_heads=2, max_position_embeddings=64, rope_theta=500.0, pad_token_id=0)
     return {
         "bert-model": BertModel(BertConfig(**BERT)),
         "bert-mlm": BertForMaskedLM(BertConfig(**BERT)),
@@ -39,12 +50,26 @@ def sources():
         "bert-qa": BertForQuestionAnswering(BertConfig(**BERT)),
         "gpt2": GPT2LMHeadModel(GPT2Config(vocab_size=120, n_positions=64, n_embd=32, n_layer=2, n_head=4)),
         "bart": bart,
+        "roberta-model": RobertaModel(RobertaConfig(**roberta)),
+        "roberta-mlm": RobertaForMaskedLM(RobertaConfig(**roberta)),
+        "roberta-cls": RobertaForSequenceClassification(RobertaConfig(**roberta, num_labels=2,
+                                                                      id2label={0: "neg", 1: "pos"})),
+        "xlmr-token": XLMRobertaForTokenClassification(XLMRobertaConfig(**roberta, num_labels=3)),
+        "marian": marian,
+        "llama": LlamaForCausalLM(LlamaConfig(**llama)),
+        "llama-mqa-cls": LlamaForSequenceClassification(LlamaConfig(**dict(llama, num_key_value_heads=1),
+                                                                    num_labels=3)),
     }
 
 
 AUTO_CLASS = {"bert-model": "AutoModel", "bert-mlm": "AutoModelForMaskedLM",
               "bert-cls": "AutoModelForSequenceClassification", "bert-token": "AutoModelForTokenClassification",
-              "bert-qa": "AutoModelForQuestionAnswering", "gpt2": "AutoModelForCausalLM", "bart": "AutoModelForSeq2SeqLM"}
+              "bert-qa": "AutoModelForQuestionAnswering", "gpt2": "AutoModelForCausalLM", "bart": "AutoModelForSeq2SeqLM",
+              "roberta-model": "AutoModel", "roberta-mlm": "AutoModelForMaskedLM",
+              "roberta-cls": "AutoModelForSequenceClassification", "xlmr-token": "AutoModelForTokenClassification",
+              "marian": "AutoModelForSeq2SeqLM", "llama": "AutoModelForCausalLM",
+              "llama-mqa-cls": "AutoModelForSequenceClassification"}
+GENERATIVE = ("gpt2", "bart", "marian", "llama")
 
 
 @pytest.mark.parametrize("name", list(AUTO_CLASS))
@@ -53,7 +78,7 @@ def test_converts_with_parity_and_reloads_as_remote_code(tmp_path, hf_home, name
     folder = save(source, tmp_path / "source")
     report = convert(folder, str(tmp_path / "out"), progress=False)
     assert report.parity.max_abs_diff <= 1e-5
-    if name in ("gpt2", "bart"):
+    if name in GENERATIVE:
         assert report.parity.greedy_identical
     out = tmp_path / "out"
     assert (out / "model.safetensors").exists() and (out / "README.md").exists()
@@ -62,7 +87,7 @@ def test_converts_with_parity_and_reloads_as_remote_code(tmp_path, hf_home, name
     if name == "bert-cls":
         assert config["id2label"] == {"0": "a", "1": "b", "2": "c"}
     ids = torch.randint(3, 120, (2, 7))
-    extra = {"decoder_input_ids": ids[:, :3]} if name == "bart" else {}
+    extra = {"decoder_input_ids": ids[:, :3]} if name in ("bart", "marian") else {}
     with torch.no_grad():
         reference = source(input_ids=ids, **extra)[0]
     torch.save({"ids": ids, "extra": extra, "reference": reference}, tmp_path / "reference.pt")
@@ -100,7 +125,8 @@ def test_unsupported_architecture_lists_the_supported_ones(tmp_path):
     from transformers import T5Config, T5Model
 
     folder = save(T5Model(T5Config(vocab_size=50, d_model=16, d_kv=4, d_ff=32, num_layers=1, num_heads=4)), tmp_path / "t5")
-    with pytest.raises(ValueError, match=r"'t5' is not supported; supported: \['bart', 'bert', 'gpt2'\]"):
+    with pytest.raises(ValueError, match=r"'t5' is not supported; supported: \['bart', 'bert', 'gpt2', 'llama', 'marian', "
+                                         r"'roberta', 'xlm-roberta'\]"):
         convert(folder, str(tmp_path / "out"), progress=False)
     assert not (tmp_path / "out").exists()
 
@@ -176,3 +202,39 @@ def test_existing_destination_needs_force_and_cli_reports(tmp_path, capsys):
     assert cli([folder, str(tmp_path / "out"), "--force"]) == 0
     assert "parity: max |diff|" in capsys.readouterr().out
     assert not (tmp_path / "out" / "keep.txt").exists()
+
+
+def test_converts_by_repo_id_from_the_hub_cache_offline(tmp_path, hf_home):
+    import subprocess
+    import sys
+
+    revision = "0123456789abcdef0123456789abcdef01234567"
+    repo = hf_home / "hub" / "models--someone--tiny-bert"
+    save(BertForMaskedLM(BertConfig(**BERT)), repo / "snapshots" / revision)
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(revision)
+    env = {**__import__("os").environ, "HF_HOME": str(hf_home), "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run([sys.executable, "-m", "hf_tformer_conversion", "someone/tiny-bert", str(tmp_path / "out"),
+                             "--no-progress"], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "parity: max |diff|" in result.stdout
+    assert "base_model: someone/tiny-bert" in (tmp_path / "out" / "README.md").read_text()
+
+
+@pytest.mark.parametrize("config, match", [
+    (LlamaConfig(vocab_size=50, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=4,
+                 rope_scaling={"rope_type": "linear", "factor": 2.0}), "rope_type='linear' is not supported"),
+    (LlamaConfig(vocab_size=50, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=4,
+                 head_dim=8), "head_dim=8 differs"),
+    (MarianConfig(vocab_size=50, decoder_vocab_size=40, share_encoder_decoder_embeddings=False, d_model=16,
+                  encoder_layers=1, decoder_layers=1, encoder_attention_heads=2, decoder_attention_heads=2,
+                  encoder_ffn_dim=32, decoder_ffn_dim=32, pad_token_id=49, decoder_start_token_id=49),
+     "separate source and target vocabularies"),
+    (BartConfig(vocab_size=50, d_model=16, encoder_attention_heads=2, decoder_attention_heads=4),
+     "encoder_attention_heads=2, decoder_attention_heads=4 is not supported"),
+])
+def test_configs_we_cannot_represent_are_refused_by_name(config, match):
+    from hf_tformer_conversion.sources import SOURCES
+
+    with pytest.raises(ValueError, match=match):
+        SOURCES[config.model_type].translate_config(config.to_dict())

@@ -1,0 +1,80 @@
+"""What a source family is: its config translation, its key rules and its class pairs; helpers every family uses.
+
+A source is data over the shared machinery in keymap.py: no per-key code.
+"""
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import transformers
+
+import hf_tformer as ht
+
+from ..keymap import Rule
+
+P = r"(?P<p>weight|bias)"
+I = r"(?P<i>\d+)"
+
+
+@dataclass(frozen=True)
+class Source:
+    model_types: tuple[str, ...]
+    classes: dict[str, tuple[str, type]]  # source architecture -> (reference class name in transformers, our class)
+    translate_config: Callable[[dict], ht.TformerConfig]
+    rules: Callable[[dict, type], list[Rule]]
+    notes: str = ""  # what differs in behaviour after conversion, shown in the model card
+
+    def reference_class(self, architecture: str) -> type:
+        return getattr(transformers, self.classes[architecture][0])
+
+    def target_class(self, architecture: str) -> type:
+        return self.classes[architecture][1]
+
+
+def common_fields(config: dict, **mapping: str) -> dict:
+    """Copy fields that keep their meaning, renaming where the source names them differently (ours=theirs)."""
+    out = {ours: config[theirs] for ours, theirs in mapping.items() if config.get(theirs) is not None}
+    for name in ("vocab_size", "pad_token_id", "bos_token_id", "eos_token_id", "initializer_range", "id2label",
+                 "label2id", "problem_type", "tie_word_embeddings"):
+        if config.get(name) is not None:
+            out.setdefault(name, config[name])
+    if "id2label" in out:
+        out["id2label"] = {int(k): v for k, v in out["id2label"].items()}
+    return out
+
+
+def require_equal(config: dict, family: str, ours: str, *names: str) -> None:
+    """hf_tformer's encoder and decoder share some settings; refuse a source whose stacks differ in one."""
+    values = {name: config.get(name) for name in names}
+    if len(set(map(repr, values.values()))) > 1:
+        shown = ", ".join(f"{k}={v}" for k, v in values.items())
+        raise ValueError(f"{family} with {shown} is not supported: hf_tformer's encoder and decoder share one "
+                         f"{ours} setting.")
+
+
+def activation(name: str) -> str:
+    """transformers' activation names that mean the same function as one of ours."""
+    return {"swish": "silu", "gelu_pytorch_tanh": "gelu_new"}.get(name, name)
+
+
+def escape(name: str) -> str:
+    return name.replace(".", r"\.")
+
+
+def transpose(tensor: torch.Tensor) -> torch.Tensor:
+    """Conv1D keeps (in, out); nn.Linear wants (out, in). Biases pass unchanged."""
+    return tensor.t() if tensor.dim() == 2 else tensor
+
+
+def flatten(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor.reshape(-1)
+
+
+def drop_rows(count: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A learned position table whose first `count` rows are never used for real tokens (fairseq's offset)."""
+
+    def drop(tensor: torch.Tensor) -> torch.Tensor:
+        return tensor[count:]
+
+    return drop
