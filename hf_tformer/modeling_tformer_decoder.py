@@ -157,10 +157,12 @@ class TformerDecoderForSequenceClassification(TformerDecoderPreTrainedModel):
         self.post_init()
 
     def forward(
-        self, input_ids=None, attention_mask=None, labels=None, return_dict=None, **kwargs
+        self, input_ids=None, attention_mask=None, position_ids=None, inputs_embeds=None, labels=None,
+        return_dict=None, **kwargs
     ) -> Union[SequenceClassifierOutputWithPast, tuple]:
         kwargs.setdefault("use_cache", False)
-        outputs = self.model(input_ids, attention_mask=attention_mask, return_dict=True, **kwargs)
+        outputs = self.model(input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                             inputs_embeds=inputs_embeds, return_dict=True, **kwargs)
         hidden_states = outputs.last_hidden_state
         last = last_token_index(input_ids, attention_mask, self.config.pad_token_id, hidden_states.shape[1])
         rows = torch.arange(hidden_states.shape[0], device=hidden_states.device)

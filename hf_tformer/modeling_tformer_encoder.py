@@ -98,8 +98,10 @@ class TformerEncoderForMaskedLM(TformerEncoderPreTrainedModel):
     def set_output_embeddings(self, value: nn.Linear) -> None:
         self.lm_head.decoder = value
 
-    def forward(self, input_ids=None, attention_mask=None, labels=None, return_dict=None, **kwargs) -> MaskedLMOutput:
-        outputs = self.model(input_ids, attention_mask=attention_mask, return_dict=True, **kwargs)
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, inputs_embeds=None,
+                labels=None, return_dict=None, **kwargs) -> MaskedLMOutput:
+        outputs = self.model(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                             position_ids=position_ids, inputs_embeds=inputs_embeds, return_dict=True, **kwargs)
         logits = self.lm_head(outputs.last_hidden_state)
         loss = token_loss(logits, labels) if labels is not None else None
         output = MaskedLMOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions)
@@ -114,9 +116,11 @@ class TformerEncoderForSequenceClassification(TformerEncoderPreTrainedModel):
         self.post_init()
 
     def forward(
-        self, input_ids=None, attention_mask=None, labels=None, return_dict=None, **kwargs
+        self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, inputs_embeds=None,
+        labels=None, return_dict=None, **kwargs
     ) -> SequenceClassifierOutput:
-        outputs = self.model(input_ids, attention_mask=attention_mask, return_dict=True, **kwargs)
+        outputs = self.model(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                             position_ids=position_ids, inputs_embeds=inputs_embeds, return_dict=True, **kwargs)
         logits = self.classifier(outputs.last_hidden_state)
         loss = sequence_classification_loss(logits, labels, self.config) if labels is not None else None
         output = SequenceClassifierOutput(
@@ -133,8 +137,10 @@ class TformerEncoderForTokenClassification(TformerEncoderPreTrainedModel):
         self.classifier = TformerLinear(config.hidden_size, config.num_labels)
         self.post_init()
 
-    def forward(self, input_ids=None, attention_mask=None, labels=None, return_dict=None, **kwargs) -> TokenClassifierOutput:
-        outputs = self.model(input_ids, attention_mask=attention_mask, return_dict=True, **kwargs)
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, inputs_embeds=None,
+                labels=None, return_dict=None, **kwargs) -> TokenClassifierOutput:
+        outputs = self.model(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                             position_ids=position_ids, inputs_embeds=inputs_embeds, return_dict=True, **kwargs)
         logits = self.classifier(self.dropout(outputs.last_hidden_state))
         loss = token_loss(logits, labels) if labels is not None else None
         output = TokenClassifierOutput(
@@ -151,9 +157,11 @@ class TformerEncoderForQuestionAnswering(TformerEncoderPreTrainedModel):
         self.post_init()
 
     def forward(
-        self, input_ids=None, attention_mask=None, start_positions=None, end_positions=None, return_dict=None, **kwargs
+        self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, inputs_embeds=None,
+        start_positions=None, end_positions=None, return_dict=None, **kwargs
     ) -> QuestionAnsweringModelOutput:
-        outputs = self.model(input_ids, attention_mask=attention_mask, return_dict=True, **kwargs)
+        outputs = self.model(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                             position_ids=position_ids, inputs_embeds=inputs_embeds, return_dict=True, **kwargs)
         start_logits, end_logits = self.qa_outputs(outputs.last_hidden_state).unbind(-1)  # (batch, seq) each
         start_logits, end_logits = start_logits.contiguous(), end_logits.contiguous()
         loss = None

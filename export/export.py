@@ -1,0 +1,131 @@
+"""Export an hf_tformer checkpoint to ONNX through optimum, validate it, and write it atomically.
+
+Steps: check the folder and the task, load the model (fused attention by default), let optimum export it into a
+staging folder next to the destination, optionally add an INT8 (CPU) and an FP16 (GPU) variant, validate the fp32
+graph against PyTorch with ONNX Runtime, then rename the staging folder into place. A failed step leaves nothing.
+"""
+
+import collections
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from .onnx_configs import DEFAULT_OPSET, register, supported_tasks
+from .validate import FP32_ATOL, ValidationReport, quantization_report, validate_export
+
+ATTENTION_MODES = ("fused", "plain")
+QUANTIZED_FILE, FP16_FILE = "model_quantized.onnx", "model_fp16.onnx"
+
+
+@dataclass
+class ExportReport:
+    destination: str
+    task: str
+    attention: str
+    files: list[str] = field(default_factory=list)
+    node_counts: dict[str, dict[str, int]] = field(default_factory=dict)  # file -> {op_type: count}
+    validation: list[ValidationReport] = field(default_factory=list)
+    quantization: Optional[ValidationReport] = None
+
+
+def read_model_type(checkpoint: Path) -> str:
+    config_path = checkpoint / "config.json"
+    model_type = json.loads(config_path.read_text()).get("model_type") if config_path.exists() else None
+    if model_type not in ("hf_tformer_encoder", "hf_tformer_decoder", "hf_tformer_encoder_decoder"):
+        raise ValueError(f"{checkpoint} is not an hf_tformer checkpoint (config.json model_type={model_type!r}); "
+                         "convert it first with `python -m hf_tformer_conversion`.")
+    return model_type
+
+
+def count_nodes(path: Path) -> dict[str, int]:
+    import onnx
+
+    def walk(graph):  # into If / Loop bodies too (optimum's merged decoder keeps both branches in an If)
+        for node in graph.node:
+            yield node.op_type
+            for attribute in node.attribute:
+                if attribute.type == onnx.AttributeProto.GRAPH:
+                    yield from walk(attribute.g)
+
+    model = onnx.load(str(path), load_external_data=False)
+    return dict(collections.Counter(walk(model.graph)))
+
+
+def _load_for_export(checkpoint: Path, task: str, attention: str):
+    from optimum.exporters.tasks import TasksManager
+
+    kwargs = {}
+    if attention == "fused":
+        from .fused_attention import ATTN_IMPLEMENTATION, register_fused_attention
+
+        register_fused_attention()
+        kwargs["attn_implementation"] = ATTN_IMPLEMENTATION
+    return TasksManager.get_model_from_task(task, str(checkpoint), trust_remote_code=True, framework="pt", **kwargs)
+
+
+def quantize_int8(source: Path, target: Path) -> None:
+    """Dynamic INT8 quantization of the MatMul weights (activations quantized at run time): the CPU path."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"],
+                     extra_options={"MatMulConstBOnly": True})
+
+
+def convert_fp16(source: Path, target: Path) -> None:
+    """fp16 weights and activations with fp32 inputs/outputs (keep_io_types): the GPU path."""
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = convert_float_to_float16(onnx.load(str(source)), keep_io_types=True)
+    onnx.save(model, str(target))
+
+
+def export_onnx(checkpoint: str, destination: str, task: str, *, attention: str = "fused",
+                opset: int = DEFAULT_OPSET, quantize: bool = False, fp16: bool = False, force: bool = False,
+                validate: bool = True, atol: float = FP32_ATOL) -> ExportReport:
+    """Export `checkpoint` (an hf_tformer folder) for `task` into `destination`; raise ValueError on any failure."""
+    from optimum.exporters.onnx import onnx_export_from_model
+
+    out, folder = Path(destination), Path(checkpoint)
+    if out.exists() and not force:
+        raise ValueError(f"{out} exists; pass --force (force=True) to replace it.")
+    if not folder.is_dir():
+        raise ValueError(f"{folder} is not a folder; export takes a saved hf_tformer checkpoint folder.")
+    model_type = read_model_type(folder)
+    if task not in supported_tasks(model_type):
+        raise ValueError(f"task={task!r} is not supported for {model_type}; valid tasks: "
+                         f"{list(supported_tasks(model_type))}.")
+    if attention not in ATTENTION_MODES:
+        raise ValueError(f"attention={attention!r} is not supported; choose one of {list(ATTENTION_MODES)}.")
+    register()
+    report = ExportReport(str(out), task, attention)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        model = _load_for_export(folder, task, attention)
+        onnx_export_from_model(model, staging, task=task, opset=opset, do_validation=False)
+        del model
+        graphs = sorted(p.name for p in staging.glob("*.onnx"))
+        single = graphs == ["model.onnx"]
+        if (quantize or fp16) and not single:
+            raise ValueError(f"--quantize / --fp16 apply to single-graph exports; {task} produced {graphs}.")
+        if quantize:
+            quantize_int8(staging / "model.onnx", staging / QUANTIZED_FILE)
+        if fp16:
+            convert_fp16(staging / "model.onnx", staging / FP16_FILE)
+        report.files = sorted(p.name for p in staging.glob("*.onnx"))
+        report.node_counts = {name: count_nodes(staging / name) for name in report.files}
+        if validate:
+            report.validation.append(validate_export(folder, staging, task, atol=atol))
+            if quantize:
+                report.quantization = quantization_report(staging, task, QUANTIZED_FILE)
+        if out.exists():
+            shutil.rmtree(out)
+        staging.rename(out)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    return report

@@ -1,0 +1,143 @@
+"""optimum ONNX configs for the three hf_tformer model types, and their registration with optimum.
+
+optimum only exports model types it knows. `register()` declares ours with its TasksManager (over optimum's own
+bases, so dummy inputs, dynamic axes, past key/values naming and the decoder-with-past split are optimum's), and
+teaches optimum's ORTModelForCausalLM / ORTModelForSeq2SeqLM the key/value head count of GQA/MQA checkpoints, which
+they otherwise assume equals the query head count for model types they do not list.
+"""
+
+from typing import Any
+
+from optimum.exporters.onnx.config import (
+    TextDecoderWithPositionIdsOnnxConfig,
+    TextEncoderOnnxConfig,
+    TextSeq2SeqOnnxConfig,
+)
+from optimum.exporters.tasks import TasksManager
+from optimum.utils import (
+    DummySeq2SeqDecoderTextInputGenerator,
+    DummySeq2SeqPastKeyValuesGenerator,
+    DummyTextInputGenerator,
+    MistralDummyPastKeyValuesGenerator,
+    NormalizedSeq2SeqConfig,
+    NormalizedTextConfigWithGQA,
+)
+
+ENCODER, DECODER, ENCODER_DECODER = "hf_tformer_encoder", "hf_tformer_decoder", "hf_tformer_encoder_decoder"
+
+# ONNX opset 18: LayerNormalization is a single op and every op our graphs use has a CPU and CUDA kernel in ORT
+# 1.20+. The opset-23 `Attention` op is emitted by the fused-attention rewrite (optimize.py), not by the export.
+DEFAULT_OPSET = 18
+
+TASKS: dict[str, tuple[str, ...]] = {
+    ENCODER: ("feature-extraction", "fill-mask", "text-classification", "token-classification", "question-answering"),
+    DECODER: ("feature-extraction", "text-generation", "text-generation-with-past", "text-classification"),
+    ENCODER_DECODER: ("feature-extraction", "text2text-generation", "text2text-generation-with-past"),
+}
+
+
+class TformerEncoderOnnxConfig(TextEncoderOnnxConfig):
+    NORMALIZED_CONFIG_CLASS = NormalizedTextConfigWithGQA
+    DEFAULT_ONNX_OPSET = DEFAULT_OPSET
+    ATOL_FOR_VALIDATION = 1e-4
+
+    @property
+    def inputs(self) -> dict[str, dict[int, str]]:
+        axes = {0: "batch_size", 1: "sequence_length"}
+        inputs = {"input_ids": dict(axes), "attention_mask": dict(axes)}
+        if getattr(self._config, "type_vocab_size", 0) > 0:
+            inputs["token_type_ids"] = dict(axes)
+        return inputs
+
+
+class TformerDecoderOnnxConfig(TextDecoderWithPositionIdsOnnxConfig):
+    # Past key/values shaped (batch, num_key_value_heads, past, head_dim): GQA and MQA export as they run.
+    DUMMY_INPUT_GENERATOR_CLASSES = (DummyTextInputGenerator, MistralDummyPastKeyValuesGenerator)
+    DUMMY_PKV_GENERATOR_CLASS = MistralDummyPastKeyValuesGenerator
+    NORMALIZED_CONFIG_CLASS = NormalizedTextConfigWithGQA
+    DEFAULT_ONNX_OPSET = DEFAULT_OPSET
+    ATOL_FOR_VALIDATION = 1e-4
+
+
+class TformerSeq2SeqPastKeyValuesGenerator(DummySeq2SeqPastKeyValuesGenerator):
+    """optimum's seq2seq generator sizes past key/values by query heads; ours follow num_key_value_heads."""
+
+    def generate(self, input_name: str, framework: str = "pt", int_dtype: str = "int64", float_dtype: str = "fp32"):
+        if input_name != "past_key_values":
+            return super().generate(input_name, framework, int_dtype, float_dtype)
+        config = self.normalized_config.config
+        heads, head_dim = config.num_key_value_heads, config.hidden_size // config.num_attention_heads
+        self_shape = (self.batch_size, heads, self.sequence_length, head_dim)
+        cross_shape = (self.batch_size, heads, self.encoder_sequence_length, head_dim)
+        return [
+            tuple(self.random_float_tensor(shape, framework=framework, dtype=float_dtype)
+                  for shape in (self_shape, self_shape, cross_shape, cross_shape))
+            for _ in range(self.decoder_num_layers)
+        ]
+
+
+class TformerEncoderDecoderOnnxConfig(TextSeq2SeqOnnxConfig):
+    NORMALIZED_CONFIG_CLASS = NormalizedSeq2SeqConfig.with_args(
+        encoder_num_layers="encoder_layers",
+        decoder_num_layers="decoder_layers",
+        num_layers="decoder_layers",
+        encoder_num_attention_heads="num_attention_heads",
+        decoder_num_attention_heads="num_attention_heads",
+        allow_new=True,
+    )
+    DUMMY_INPUT_GENERATOR_CLASSES = (
+        DummyTextInputGenerator,
+        DummySeq2SeqDecoderTextInputGenerator,
+        TformerSeq2SeqPastKeyValuesGenerator,
+    )
+    DEFAULT_ONNX_OPSET = DEFAULT_OPSET
+    ATOL_FOR_VALIDATION = 1e-4
+
+
+ONNX_CONFIGS = {ENCODER: TformerEncoderOnnxConfig, DECODER: TformerDecoderOnnxConfig,
+                ENCODER_DECODER: TformerEncoderDecoderOnnxConfig}
+
+_registered = False
+
+
+def register() -> None:
+    """Make optimum know our model types (idempotent). Call before main_export or ORTModel*.from_pretrained."""
+    global _registered
+    if _registered:
+        return
+    for model_type, config_class in ONNX_CONFIGS.items():
+        TasksManager.create_register("onnx", overwrite_existing=True)(model_type, *TASKS[model_type])(config_class)
+    _teach_ort_models_kv_heads()
+    _registered = True
+
+
+def _teach_ort_models_kv_heads() -> None:
+    """ORTModelForCausalLM / ORTModelForSeq2SeqLM size the empty first-step cache by query heads unless the model
+    type is one they list; for our GQA/MQA checkpoints that would feed ORT (batch, heads, 0, head_dim) where the
+    graph wants (batch, kv_heads, 0, head_dim). Set the key/value head count after their own __init__."""
+    from optimum.onnxruntime import ORTModelForCausalLM
+    from optimum.onnxruntime.modeling_seq2seq import ORTDecoderForSeq2Seq
+
+    def after_init(cls: type, attribute: str) -> None:
+        original = cls.__init__
+        if getattr(original, "_hf_tformer_patched", False):
+            return
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            original(self, *args, **kwargs)
+            config = self.config
+            if getattr(config, "model_type", None) in TASKS and hasattr(config, "num_key_value_heads"):
+                setattr(self, attribute, config.num_key_value_heads)
+                self.embed_size_per_head = config.hidden_size // config.num_attention_heads
+
+        __init__._hf_tformer_patched = True
+        cls.__init__ = __init__
+
+    after_init(ORTModelForCausalLM, "num_key_value_heads")
+    after_init(ORTDecoderForSeq2Seq, "num_attention_heads")
+
+
+def supported_tasks(model_type: str) -> tuple[str, ...]:
+    if model_type not in TASKS:
+        raise ValueError(f"model_type={model_type!r} is not an hf_tformer model type; expected one of {sorted(TASKS)}.")
+    return TASKS[model_type]

@@ -1,0 +1,74 @@
+"""Loading an export into optimum's ORTModel classes, on the execution provider the user asked for.
+
+onnxruntime-gpu lists the CUDA provider even on a machine without a GPU, and a session asked for it silently runs
+on CPU. We check first and say so: a user who asked for CUDA learns that they got CPU.
+"""
+
+import warnings
+from pathlib import Path
+from typing import Optional
+
+ORT_CLASSES = {
+    "feature-extraction": "ORTModelForFeatureExtraction",
+    "fill-mask": "ORTModelForMaskedLM",
+    "text-classification": "ORTModelForSequenceClassification",
+    "token-classification": "ORTModelForTokenClassification",
+    "question-answering": "ORTModelForQuestionAnswering",
+    "text-generation": "ORTModelForCausalLM",
+    "text-generation-with-past": "ORTModelForCausalLM",
+    "text2text-generation": "ORTModelForSeq2SeqLM",
+    "text2text-generation-with-past": "ORTModelForSeq2SeqLM",
+}
+
+
+class CudaUnavailableWarning(UserWarning):
+    """CUDA was requested but ONNX Runtime will run on CPU."""
+
+
+def cuda_unavailable_reason() -> Optional[str]:
+    """None when ONNX Runtime can run on CUDA here; otherwise why not."""
+    import onnxruntime
+
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        return f"this onnxruntime build has no CUDA provider ({onnxruntime.get_available_providers()})"
+    try:
+        import torch
+
+        if not torch.cuda.is_available():
+            return "no CUDA device is visible (torch.cuda.is_available() is False)"
+    except ImportError:
+        pass
+    return None
+
+
+def resolve_provider(device: str) -> str:
+    """'cpu' | 'cuda' -> an ORT provider; CUDA without a GPU warns (CudaUnavailableWarning) and falls back to CPU."""
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"device={device!r} is not supported; use 'cpu' or 'cuda'.")
+    if device == "cuda":
+        reason = cuda_unavailable_reason()
+        if reason is None:
+            return "CUDAExecutionProvider"
+        warnings.warn(f"CUDA was requested but {reason}; running on the CPU execution provider instead.",
+                      CudaUnavailableWarning, stacklevel=2)
+    return "CPUExecutionProvider"
+
+
+def load_ort_model(folder: str | Path, task: str, device: str = "cpu", file_name: Optional[str] = None,
+                   **kwargs):
+    """The optimum ORTModel for `task` over an export folder (our configs registered, remote config code trusted)."""
+    import optimum.onnxruntime as ort_models
+
+    from .onnx_configs import register
+
+    register()
+    if task not in ORT_CLASSES:
+        raise ValueError(f"task={task!r} has no ONNX Runtime model class; expected one of {sorted(ORT_CLASSES)}.")
+    provider = resolve_provider(device)
+    extra = {"file_name": file_name} if file_name else {}
+    if provider == "CUDAExecutionProvider":
+        extra["use_io_binding"] = True
+    if task in ("text-generation", "text2text-generation"):  # exported without past: no cache to reuse
+        extra["use_cache"] = False
+    model_class = getattr(ort_models, ORT_CLASSES[task])
+    return model_class.from_pretrained(str(folder), provider=provider, trust_remote_code=True, **extra, **kwargs)

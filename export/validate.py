@@ -1,0 +1,118 @@
+"""Validation of an export: ONNX Runtime against PyTorch on fresh random inputs with padding.
+
+fp32 exports must match within `atol` on every real (unpadded) position, and generative exports must produce
+exactly PyTorch's greedy tokens on a padded batch. A quantized export is compared with the fp32 one instead and
+reported (max-abs and task agreement), since INT8 is meant to differ.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from .runtime import load_ort_model
+
+FP32_ATOL = 1e-4
+_AUTO_CLASSES = {
+    "feature-extraction": "AutoModel", "fill-mask": "AutoModelForMaskedLM",
+    "text-classification": "AutoModelForSequenceClassification",
+    "token-classification": "AutoModelForTokenClassification", "question-answering": "AutoModelForQuestionAnswering",
+    "text-generation": "AutoModelForCausalLM", "text-generation-with-past": "AutoModelForCausalLM",
+    "text2text-generation": "AutoModelForSeq2SeqLM", "text2text-generation-with-past": "AutoModelForSeq2SeqLM",
+}
+
+
+@dataclass
+class ValidationReport:
+    file_name: str
+    max_abs_diff: float
+    greedy_identical: Optional[bool] = None
+    agreement: Optional[float] = None  # share of positions / rows whose argmax matches (quantized exports)
+
+
+def _inputs(config, task: str, seed: int) -> dict[str, torch.Tensor]:
+    """Batch 2 x 9 with the second row padded: on the left for decoders (as generation pads), else on the right."""
+    generator = torch.Generator().manual_seed(seed)
+    ids = torch.randint(3, config.vocab_size, (2, 9), generator=generator)
+    mask = torch.ones_like(ids)
+    if task.startswith("text-generation"):
+        mask[1, :4] = 0
+    else:
+        mask[1, 5:] = 0
+    ids[mask == 0] = config.pad_token_id if config.pad_token_id is not None else 0
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+def _outputs(output, task: str) -> list[torch.Tensor]:
+    if task == "question-answering":
+        return [output.start_logits, output.end_logits]
+    if task == "feature-extraction":
+        return [output.last_hidden_state]
+    return [output.logits]
+
+
+def _per_position(task: str) -> bool:
+    return task not in ("text-classification",)
+
+
+def run_both(reference, exported, task: str, inputs: dict) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    extra = {}
+    if task.startswith("text2text"):
+        extra["decoder_input_ids"] = inputs["input_ids"][:, :4]
+    with torch.no_grad():
+        expected = _outputs(reference(**inputs, **extra), task)
+    actual = [torch.as_tensor(t) for t in _outputs(exported(**inputs, **extra), task)]
+    return expected, actual
+
+
+def _compare(expected, actual, task: str, mask: torch.Tensor) -> tuple[float, float]:
+    """Max-abs difference and argmax agreement over real positions (rows for sequence classification)."""
+    worst, agree, total = 0.0, 0, 0
+    for e, a in zip(expected, actual):
+        if e.shape != a.shape:
+            raise ValueError(f"validation failed: ONNX output shape {tuple(a.shape)} != PyTorch {tuple(e.shape)}.")
+        if _per_position(task) and e.dim() >= 2 and e.shape[:2] == mask.shape and not task.startswith("text2text"):
+            e, a = e[mask.bool()], a[mask.bool()]
+        worst = max(worst, float((e - a).abs().max()))
+        agree += int((e.argmax(-1) == a.argmax(-1)).sum())
+        total += e.argmax(-1).numel()
+    return worst, agree / max(total, 1)
+
+
+def _greedy(model, inputs: dict, use_cache: bool) -> torch.Tensor:
+    return model.generate(**inputs, max_new_tokens=8, min_new_tokens=8, do_sample=False, num_beams=1,
+                          use_cache=use_cache)
+
+
+def validate_export(checkpoint: str | Path, folder: str | Path, task: str, file_name: Optional[str] = None,
+                    atol: float = FP32_ATOL, seed: int = 1234) -> ValidationReport:
+    """Raise ValueError when ONNX Runtime and PyTorch disagree beyond `atol` or in greedy tokens."""
+    import transformers
+
+    reference = getattr(transformers, _AUTO_CLASSES[task]).from_pretrained(str(checkpoint), trust_remote_code=True)
+    reference.eval()
+    exported = load_ort_model(folder, task, file_name=file_name)
+    inputs = _inputs(reference.config, task, seed)
+    worst, _ = _compare(*run_both(reference, exported, task, inputs), task, inputs["attention_mask"])
+    name = file_name or "model.onnx"
+    if worst > atol:
+        raise ValueError(f"validation failed for {name}: ONNX Runtime vs PyTorch max |diff| = {worst:.3e} > "
+                         f"{atol:.0e}; nothing was written.")
+    greedy = None
+    if task.startswith(("text-generation", "text2text-generation")):
+        with_past = task.endswith("with-past")  # an export without past cannot reuse a cache in ORT
+        greedy = torch.equal(_greedy(reference, inputs, with_past), _greedy(exported, inputs, with_past))
+        if not greedy:
+            raise ValueError(f"validation failed for {name}: ONNX Runtime greedy tokens differ from PyTorch's; "
+                             "nothing was written.")
+    return ValidationReport(name, worst, greedy)
+
+
+def quantization_report(folder: str | Path, task: str, file_name: str, seed: int = 1234) -> ValidationReport:
+    """How far the quantized export is from the fp32 export: max-abs and argmax agreement (no threshold)."""
+    fp32 = load_ort_model(folder, task)
+    quantized = load_ort_model(folder, task, file_name=file_name)
+    inputs = _inputs(fp32.config, task, seed)
+    worst, agreement = _compare(*run_both(fp32, quantized, task, inputs), task, inputs["attention_mask"])
+    return ValidationReport(file_name, worst, agreement=agreement)

@@ -1,0 +1,199 @@
+"""ONNX export through optimum for every task of every variant, validated against PyTorch with ONNX Runtime."""
+
+import json
+import warnings
+
+import pytest
+import torch
+
+pytest.importorskip("optimum.exporters.onnx", reason="optimum-onnx is installed in the transformers 4.57 environment")
+
+import hf_tformer as ht  # noqa: E402
+from conftest import run_without_hf_tformer, tiny_config  # noqa: E402
+from hf_tformer_export import register  # noqa: E402
+from hf_tformer_export.__main__ import main as cli  # noqa: E402
+from hf_tformer_export.export import QUANTIZED_FILE, export_onnx  # noqa: E402
+from hf_tformer_export.runtime import CudaUnavailableWarning, cuda_unavailable_reason, load_ort_model, resolve_provider  # noqa: E402,E501
+
+pytestmark = pytest.mark.needs_optimum
+
+HEADS = {
+    "feature-extraction": ht.TformerEncoderModel, "fill-mask": ht.TformerEncoderForMaskedLM,
+    "text-classification": ht.TformerEncoderForSequenceClassification,
+    "token-classification": ht.TformerEncoderForTokenClassification,
+    "question-answering": ht.TformerEncoderForQuestionAnswering,
+}
+DECODER_HEADS = {"text-generation": ht.TformerDecoderForCausalLM, "text-generation-with-past": ht.TformerDecoderForCausalLM,
+                 "text-classification": ht.TformerDecoderForSequenceClassification}
+SEQ2SEQ_HEADS = {"text2text-generation": ht.TformerEncoderDecoderForConditionalGeneration,
+                 "text2text-generation-with-past": ht.TformerEncoderDecoderForConditionalGeneration}
+CASES = ([("encoder", task, cls) for task, cls in HEADS.items()]
+         + [("decoder", task, cls) for task, cls in DECODER_HEADS.items()]
+         + [("encoder_decoder", task, cls) for task, cls in SEQ2SEQ_HEADS.items()])
+
+
+def save(tmp_path, variant, model_class, name="ckpt", **overrides):
+    torch.manual_seed(0)
+    folder = tmp_path / name
+    model_class(tiny_config(variant, **overrides)).eval().save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("variant, task, model_class", CASES, ids=[f"{v}-{t}" for v, t, _ in CASES])
+def test_every_task_exports_fused_and_matches_pytorch(tmp_path, hf_home, variant, task, model_class):
+    folder = save(tmp_path, variant, model_class)
+    report = export_onnx(str(folder), str(tmp_path / "onnx"), task)
+    check = report.validation[0]
+    assert check.max_abs_diff <= 1e-4
+    if "generation" in task:
+        assert check.greedy_identical is True
+    attention_calls = {"encoder": 2, "decoder": 2, "encoder_decoder": 2 + 2 * 2}[variant]  # 2 layers each
+    fused = sum(counts.get("MultiHeadAttention", 0) for counts in report.node_counts.values())
+    assert fused >= attention_calls
+    assert not any(counts.get("Softmax") for counts in report.node_counts.values())  # every attention fused
+
+
+@pytest.mark.parametrize("kv_heads", [2, 1], ids=["gqa", "mqa"])
+@pytest.mark.parametrize("attention", ["fused", "plain"])
+def test_gqa_and_mqa_decoders_generate_pytorchs_tokens_on_ort(tmp_path, hf_home, kv_heads, attention):
+    folder = save(tmp_path, "decoder", ht.TformerDecoderForCausalLM, num_key_value_heads=kv_heads)
+    export_onnx(str(folder), str(tmp_path / "onnx"), "text-generation-with-past", attention=attention)
+    ort = load_ort_model(tmp_path / "onnx", "text-generation-with-past")
+    assert ort.num_key_value_heads == kv_heads
+    past_shape = [d for d in ort.input_shapes["past_key_values.0.key"]]
+    assert past_shape[1] == kv_heads  # the graph's key/value heads follow num_key_value_heads
+    pytorch = ht.TformerDecoderForCausalLM.from_pretrained(folder).eval()
+    ids = torch.randint(3, 90, (3, 6))
+    mask = torch.ones_like(ids)
+    mask[1, :2], mask[2, :4] = 0, 0
+    ids[mask == 0] = 0
+    kwargs = dict(attention_mask=mask, max_new_tokens=12, min_new_tokens=12, do_sample=False)
+    assert torch.equal(ort.generate(ids, **kwargs), pytorch.generate(ids, **kwargs))
+
+
+def test_plain_optimum_main_export_works_after_registration(tmp_path, hf_home):
+    from optimum.exporters.onnx import main_export
+
+    folder = save(tmp_path, "encoder", ht.TformerEncoderForMaskedLM)
+    register()
+    main_export(str(folder), tmp_path / "onnx", task="fill-mask", trust_remote_code=True)
+    ort = load_ort_model(tmp_path / "onnx", "fill-mask")
+    ids = torch.randint(3, 90, (2, 5))
+    with torch.no_grad():
+        expected = ht.TformerEncoderForMaskedLM.from_pretrained(folder).eval()(ids).logits
+    torch.testing.assert_close(torch.as_tensor(ort(input_ids=ids, attention_mask=torch.ones_like(ids)).logits),
+                               expected, atol=1e-4, rtol=1e-4)
+
+
+def test_optimum_cli_through_our_entry_point(tmp_path, hf_home):
+    folder = save(tmp_path, "decoder", ht.TformerDecoderForCausalLM)
+    cli(["optimum-cli", "export", "onnx", "--model", str(folder), "--task", "text-generation-with-past",
+         "--trust-remote-code", str(tmp_path / "onnx")])
+    assert (tmp_path / "onnx" / "model.onnx").exists()
+
+
+def test_int8_and_fp16_variants(tmp_path, hf_home, capsys):
+    folder = save(tmp_path, "encoder", ht.TformerEncoderForSequenceClassification)
+    assert cli(["export", "onnx", str(folder), str(tmp_path / "onnx"), "--task", "text-classification",
+                "--quantize", "--fp16"]) == 0
+    printed = capsys.readouterr().out
+    assert "INT8 vs fp32" in printed and "MultiHeadAttention" in printed
+    assert {p.name for p in (tmp_path / "onnx").glob("*.onnx")} == {"model.onnx", QUANTIZED_FILE, "model_fp16.onnx"}
+    import onnx
+
+    fp16 = onnx.load(str(tmp_path / "onnx" / "model_fp16.onnx"))
+    assert any(init.data_type == onnx.TensorProto.FLOAT16 for init in fp16.graph.initializer)
+    report = export_onnx(str(folder), str(tmp_path / "onnx"), "text-classification", quantize=True, force=True)
+    assert report.quantization.agreement == 1.0 and report.quantization.max_abs_diff < 0.05
+    assert report.node_counts[QUANTIZED_FILE].get("DynamicQuantizeLinear", 0) > 0
+
+
+def test_ort_models_run_in_pipelines(tmp_path, hf_home):
+    import transformers
+    from toy_tokenizer import train_tokenizer
+
+    tokenizer = train_tokenizer("bpe")
+    sizes = dict(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+    folder = save(tmp_path, "decoder", ht.TformerDecoderForCausalLM, **sizes)
+    tokenizer.save_pretrained(folder)
+    export_onnx(str(folder), str(tmp_path / "onnx"), "text-generation-with-past")
+    ort = load_ort_model(tmp_path / "onnx", "text-generation-with-past")
+    pytorch = transformers.pipeline("text-generation", model=str(folder), trust_remote_code=True)
+    onnx_pipe = transformers.pipeline("text-generation", model=ort, tokenizer=tokenizer)
+    kwargs = dict(max_new_tokens=6, do_sample=False)
+    assert onnx_pipe("the quick brown", **kwargs) == pytorch("the quick brown", **kwargs)
+
+
+def test_export_loads_in_ort_without_hf_tformer(tmp_path, hf_home):
+    folder = save(tmp_path, "encoder", ht.TformerEncoderForSequenceClassification)
+    export_onnx(str(folder), str(tmp_path / "onnx"), "text-classification")
+    ids = torch.randint(3, 90, (2, 5))
+    with torch.no_grad():
+        torch.save({"ids": ids, "logits": ht.TformerEncoderForSequenceClassification.from_pretrained(folder).eval()(
+            ids).logits}, tmp_path / "reference.pt")
+    code = f"""
+    import torch
+    from optimum.onnxruntime import ORTModelForSequenceClassification
+    model = ORTModelForSequenceClassification.from_pretrained("{tmp_path / 'onnx'}", trust_remote_code=True)
+    data = torch.load("{tmp_path / 'reference.pt'}")
+    logits = torch.as_tensor(model(input_ids=data["ids"], attention_mask=torch.ones_like(data["ids"])).logits)
+    torch.testing.assert_close(logits, data["logits"], atol=1e-4, rtol=1e-4)
+    print("OK")
+    """
+    assert "OK" in run_without_hf_tformer(code, cwd=tmp_path)
+
+
+# --- bad input ----------------------------------------------------------------------------------------------------
+
+def test_unknown_task_lists_the_valid_ones(tmp_path, capsys):
+    folder = save(tmp_path, "encoder", ht.TformerEncoderModel)
+    with pytest.raises(ValueError, match=r"task='text-generation' is not supported for hf_tformer_encoder; valid "
+                                         r"tasks: \['feature-extraction', 'fill-mask'"):
+        export_onnx(str(folder), str(tmp_path / "onnx"), "text-generation")
+    assert cli(["export", "onnx", str(folder), str(tmp_path / "onnx"), "--task", "summarization"]) == 1
+    assert "valid tasks" in capsys.readouterr().err
+    assert not (tmp_path / "onnx").exists()
+
+
+def test_a_folder_that_is_not_an_hf_tformer_checkpoint(tmp_path):
+    from transformers import BertConfig, BertModel
+
+    BertModel(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=32)).save_pretrained(tmp_path / "bert")
+    with pytest.raises(ValueError, match="not an hf_tformer checkpoint.*hf_tformer_conversion"):
+        export_onnx(str(tmp_path / "bert"), str(tmp_path / "onnx"), "feature-extraction")
+    with pytest.raises(ValueError, match="not an hf_tformer checkpoint"):
+        export_onnx(str(tmp_path), str(tmp_path / "onnx"), "feature-extraction")
+
+
+def test_existing_destination_needs_force(tmp_path, hf_home):
+    folder = save(tmp_path, "encoder", ht.TformerEncoderModel)
+    (tmp_path / "onnx").mkdir()
+    (tmp_path / "onnx" / "keep.txt").write_text("user data")
+    with pytest.raises(ValueError, match="--force"):
+        export_onnx(str(folder), str(tmp_path / "onnx"), "feature-extraction")
+    assert (tmp_path / "onnx" / "keep.txt").exists()
+    export_onnx(str(folder), str(tmp_path / "onnx"), "feature-extraction", force=True)
+    assert not (tmp_path / "onnx" / "keep.txt").exists() and (tmp_path / "onnx" / "model.onnx").exists()
+
+
+def test_failed_validation_writes_nothing(tmp_path, hf_home):
+    folder = save(tmp_path, "encoder", ht.TformerEncoderModel)
+    with pytest.raises(ValueError, match="validation failed for model.onnx"):
+        export_onnx(str(folder), str(tmp_path / "onnx"), "feature-extraction", atol=0.0 - 1.0)
+    assert not (tmp_path / "onnx").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".onnx")]
+
+
+def test_cuda_without_a_gpu_warns_and_falls_back_to_cpu(tmp_path, hf_home):
+    reason = cuda_unavailable_reason()
+    if reason is None:  # a GPU machine: CUDA is used, with IO binding
+        assert resolve_provider("cuda") == "CUDAExecutionProvider"
+        return
+    folder = save(tmp_path, "encoder", ht.TformerEncoderModel)
+    export_onnx(str(folder), str(tmp_path / "onnx"), "feature-extraction")
+    with pytest.warns(CudaUnavailableWarning, match="running on the CPU execution provider"):
+        model = load_ort_model(tmp_path / "onnx", "feature-extraction", device="cuda")
+    assert model.providers[0] == "CPUExecutionProvider"
+    with pytest.raises(ValueError, match="device='tpu'"):
+        resolve_provider("tpu")
