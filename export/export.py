@@ -68,10 +68,12 @@ def _load_for_export(checkpoint: Path, task: str, attention: str):
 
 def quantize_int8(source: Path, target: Path) -> None:
     """Dynamic INT8 quantization of the MatMul weights (activations quantized at run time): the CPU path."""
+    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    # DefaultTensorType: shape inference cannot type the outputs of com.microsoft ops (fused attention, layer norms)
     quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"],
-                     extra_options={"MatMulConstBOnly": True})
+                     extra_options={"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT})
 
 
 def convert_fp16(source: Path, target: Path) -> None:
