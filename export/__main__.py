@@ -24,7 +24,8 @@ def _export_parser() -> argparse.ArgumentParser:
     parser.add_argument("output", help="output folder (written atomically)")
     parser.add_argument("--task", required=True, help="the task to export for (see above)")
     parser.add_argument("--attention", choices=ATTENTION_MODES, default="fused",
-                        help="fused: one com.microsoft.MultiHeadAttention node per attention (default); "
+                        help="fused (default): encoder self attention as one com.microsoft.Attention node (q/k/v "
+                        "projection included), every other attention as one com.microsoft.MultiHeadAttention node; "
                         "plain: the decomposed MatMul/Softmax graph")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
     parser.add_argument("--quantize", action="store_true", help="also write model_quantized.onnx (INT8, CPU)")
@@ -45,7 +46,8 @@ def export_main(argv: list[str]) -> int:
     print(f"exported {args.model} for {report.task} ({report.attention} attention) -> {report.destination}")
     for name in report.files:
         counts = report.node_counts[name]
-        print(f"  {name}: {sum(counts.values())} nodes, {counts.get('MultiHeadAttention', 0)} MultiHeadAttention")
+        fused = {op: counts[op] for op in ("Attention", "MultiHeadAttention", "QAttention") if counts.get(op)}
+        print(f"  {name}: {sum(counts.values())} nodes, fused attention {fused or 'none'}")
     for check in report.validation:
         print(f"  validated {check.file_name}: max |diff| {check.max_abs_diff:.2e}"
               + ("" if check.greedy_identical is None else f", greedy tokens identical: {check.greedy_identical}"))

@@ -63,16 +63,22 @@ def _load_for_export(checkpoint: Path, task: str, attention: str):
 
         register_fused_attention()
         kwargs["attn_implementation"] = ATTN_IMPLEMENTATION
-    return TasksManager.get_model_from_task(task, str(checkpoint), trust_remote_code=True, framework="pt", **kwargs)
+    model = TasksManager.get_model_from_task(task, str(checkpoint), trust_remote_code=True, framework="pt", **kwargs)
+    if attention == "fused":
+        from .packed_attention import pack_self_attention
+
+        pack_self_attention(model)  # encoder self attention -> Attention op; the rest stays MultiHeadAttention
+    return model
 
 
 def quantize_int8(source: Path, target: Path) -> None:
-    """Dynamic INT8 quantization of the MatMul weights (activations quantized at run time): the CPU path."""
+    """Dynamic INT8 quantization of the MatMul and packed Attention weights (activations quantized at run time,
+    Attention -> QAttention): the CPU path."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     # DefaultTensorType: shape inference cannot type the outputs of com.microsoft ops (fused attention, layer norms)
-    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"],
+    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Attention"],
                      extra_options={"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT})
 
 

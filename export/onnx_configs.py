@@ -26,7 +26,9 @@ from optimum.utils import (
 ENCODER, DECODER, ENCODER_DECODER = "hf_tformer_encoder", "hf_tformer_decoder", "hf_tformer_encoder_decoder"
 
 # ONNX opset 18: LayerNormalization is a single op and every op our graphs use has a CPU and CUDA kernel in ORT
-# 1.20+. The opset-23 `Attention` op is emitted by the fused-attention rewrite (optimize.py), not by the export.
+# 1.20+. Fused attention uses ORT's com.microsoft Attention / MultiHeadAttention contrib ops, which exist at any
+# opset. The standard opset-23 `Attention` op takes q, k, v after projection and a (batch, 1, q, kv) mask, so it
+# cannot absorb the q/k/v projection GEMM the way com.microsoft.Attention does.
 DEFAULT_OPSET = 18
 
 TASKS: dict[str, tuple[str, ...]] = {

@@ -47,10 +47,32 @@ def test_every_task_exports_fused_and_matches_pytorch(tmp_path, hf_home, variant
     assert check.max_abs_diff <= 1e-4
     if "generation" in task:
         assert check.greedy_identical is True
-    attention_calls = {"encoder": 2, "decoder": 2, "encoder_decoder": 2 + 2 * 2}[variant]  # 2 layers each
-    fused = sum(counts.get("MultiHeadAttention", 0) for counts in report.node_counts.values())
-    assert fused >= attention_calls
+    # 2 layers each: encoder self attention packs into Attention (projection included); causal self attention and
+    # cross attention are MultiHeadAttention (a merged decoder graph holds two decoder passes)
+    packed = sum(counts.get("Attention", 0) for counts in report.node_counts.values())
+    assert packed == {"encoder": 2, "decoder": 0, "encoder_decoder": 2}[variant]
+    per_decoder_pass = {"encoder": 0, "decoder": 2, "encoder_decoder": 4}[variant]
+    for name, counts in report.node_counts.items():
+        fused = counts.get("MultiHeadAttention", 0)
+        if variant == "encoder" or name == "encoder_model.onnx":
+            assert fused == 0, name
+        else:
+            assert fused > 0 and fused % per_decoder_pass == 0, (name, fused)
     assert not any(counts.get("Softmax") for counts in report.node_counts.values())  # every attention fused
+
+
+@pytest.mark.parametrize("overrides, packed", [
+    ({}, 2),
+    ({"attention_bias": False}, 2),
+    ({"position_embedding_type": "rotary"}, 0),  # rotary: the Attention op cannot rotate; MultiHeadAttention
+    ({"num_key_value_heads": 2}, 0),  # GQA: the packed weight layout wants one kv head per query head
+], ids=["bias", "no-bias", "rotary", "gqa"])
+def test_encoder_packs_self_attention_only_where_the_op_matches(tmp_path, hf_home, overrides, packed):
+    folder = save(tmp_path, "encoder", ht.TformerEncoderForSequenceClassification, **overrides)
+    report = export_onnx(str(folder), str(tmp_path / "onnx"), "text-classification")
+    counts = report.node_counts["model.onnx"]
+    assert (counts.get("Attention", 0), counts.get("MultiHeadAttention", 0)) == (packed, 2 - packed)
+    assert report.validation[0].max_abs_diff <= 1e-4  # padded rows included
 
 
 @pytest.mark.parametrize("kv_heads", [2, 1], ids=["gqa", "mqa"])
@@ -97,7 +119,7 @@ def test_int8_and_fp16_variants(tmp_path, hf_home, capsys):
     assert cli(["export", "onnx", str(folder), str(tmp_path / "onnx"), "--task", "text-classification",
                 "--quantize", "--fp16"]) == 0
     printed = capsys.readouterr().out
-    assert "INT8 vs fp32" in printed and "MultiHeadAttention" in printed
+    assert "INT8 vs fp32" in printed and "fused attention {'Attention': 2}" in printed
     assert {p.name for p in (tmp_path / "onnx").glob("*.onnx")} == {"model.onnx", QUANTIZED_FILE, "model_fp16.onnx"}
     import onnx
 
@@ -106,6 +128,7 @@ def test_int8_and_fp16_variants(tmp_path, hf_home, capsys):
     report = export_onnx(str(folder), str(tmp_path / "onnx"), "text-classification", quantize=True, force=True)
     assert report.quantization.agreement == 1.0 and report.quantization.max_abs_diff < 0.05
     assert report.node_counts[QUANTIZED_FILE].get("DynamicQuantizeLinear", 0) > 0
+    assert report.node_counts[QUANTIZED_FILE].get("QAttention", 0) == 2  # the packed q/k/v weights quantized too
 
 
 def test_ort_models_run_in_pipelines(tmp_path, hf_home):
