@@ -6,7 +6,7 @@ does the projection as a single GEMM with the attention itself, taking the key p
 mask. That is the op ORT's optimizer produces for native BERT exports; here it is emitted directly.
 
 It applies where the op's semantics are exactly ours: bidirectional (encoder) self attention, one key/value head
-per query head, no rotary positions, no cache. Every other attention call keeps the MultiHeadAttention path.
+per query head, no rotary or relative positions, no cache. Every other attention call keeps the MultiHeadAttention path.
 """
 
 from types import MethodType
@@ -40,9 +40,11 @@ class _PackedAttention(torch.autograd.Function):
 
 
 def is_packable(module: nn.Module) -> bool:
-    """Bidirectional self attention with as many key/value heads as query heads: the Attention op's semantics."""
+    """Bidirectional self attention with as many key/value heads as query heads and a mask that is key padding
+    only (a relative-position bias differs per head and query): the Attention op's semantics."""
     return (type(module).__name__ == "TformerAttention" and not module.is_causal
-            and not module.is_cross_attention and module.num_key_value_groups == 1)
+            and not module.is_cross_attention and module.num_key_value_groups == 1
+            and module.config.position_embedding_type != "relative")
 
 
 def _packed_forward(

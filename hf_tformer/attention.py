@@ -60,7 +60,7 @@ class TformerAttention(nn.Module):
         self.is_cross_attention = is_cross_attention
         self.head_dim = config.head_dim
         self.num_key_value_groups = config.num_attention_heads // config.num_key_value_heads
-        self.scaling = self.head_dim**-0.5
+        self.scaling = config.attention_scale if config.attention_scale is not None else self.head_dim**-0.5
         self.attention_dropout = config.attention_dropout
         q_width = config.num_attention_heads * self.head_dim
         kv_width = config.num_key_value_heads * self.head_dim

@@ -8,11 +8,11 @@ from typing import Any, Optional
 
 from transformers import PretrainedConfig
 
-POSITION_TYPES = ("sinusoidal", "learned", "rotary")
+POSITION_TYPES = ("sinusoidal", "learned", "rotary", "relative")
 NORM_PLACEMENTS = ("pre", "post")
 NORM_TYPES = ("layernorm", "rmsnorm")
 ACTIVATIONS = ("relu", "gelu", "gelu_new", "silu")
-GATED_ACTIVATIONS = ("swiglu", "geglu")
+GATED_ACTIVATIONS = ("swiglu", "geglu", "geglu_new")
 
 
 def _choice(field: str, value: Any, allowed: tuple[str, ...]) -> None:
@@ -23,6 +23,11 @@ def _choice(field: str, value: Any, allowed: tuple[str, ...]) -> None:
 def _positive_int(field: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ValueError(f"{field}={value!r} must be a positive integer.")
+
+
+def _positive_number(field: str, value: Any, hint: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ValueError(f"{field}={value!r} must be a positive number {hint}.")
 
 
 def _probability(field: str, value: Any) -> None:
@@ -53,10 +58,15 @@ class TformerConfig(PretrainedConfig):
         num_attention_heads: query heads; `hidden_size` must be divisible by it.
         num_key_value_heads: key/value heads (None = `num_attention_heads`: MHA; 1: MQA; otherwise GQA).
         intermediate_size: hidden units of the feed-forward network.
-        hidden_act: `relu` | `gelu` | `gelu_new` | `silu`, or the gated `swiglu` | `geglu`.
+        hidden_act: `relu` | `gelu` | `gelu_new` | `silu`, or the gated `swiglu` | `geglu` | `geglu_new` (gate
+            activation silu / gelu / gelu_new; T5 v1.1's gated-gelu is `geglu_new`).
         max_position_embeddings: longest sequence (a hard limit for `learned` positions).
-        position_embedding_type: `sinusoidal` (2017 paper) | `learned` | `rotary`.
+        position_embedding_type: `sinusoidal` (2017 paper) | `learned` | `rotary` | `relative` (T5: a learned bias
+            per head and bucketed key - query distance, added to the self-attention scores of each stack).
         rotary_base: the base of the rotary frequencies (10000 in RoFormer / Llama).
+        relative_attention_num_buckets / relative_attention_max_distance: T5's bucketing (32, 128).
+        attention_scale: factor on q·k scores; None = 1/sqrt(head_dim). T5 uses 1.0 (folded into its weights).
+        lm_head_input_scale: factor on the hidden states entering the LM head (T5 with tied embeddings: d**-0.5).
         norm_placement: `post` (2017 paper, BERT) | `pre` (GPT-2 and later; adds a final norm).
         norm_type: `layernorm` | `rmsnorm`.
         layer_norm_eps: epsilon of every norm.
@@ -81,6 +91,10 @@ class TformerConfig(PretrainedConfig):
         max_position_embeddings: int = 512,
         position_embedding_type: str = "learned",
         rotary_base: float = 10000.0,
+        relative_attention_num_buckets: int = 32,
+        relative_attention_max_distance: int = 128,
+        attention_scale: Optional[float] = None,
+        lm_head_input_scale: float = 1.0,
         norm_placement: str = "pre",
         norm_type: str = "layernorm",
         layer_norm_eps: float = 1e-5,
@@ -112,6 +126,10 @@ class TformerConfig(PretrainedConfig):
         self.max_position_embeddings = max_position_embeddings
         self.position_embedding_type = position_embedding_type
         self.rotary_base = rotary_base
+        self.relative_attention_num_buckets = relative_attention_num_buckets
+        self.relative_attention_max_distance = relative_attention_max_distance
+        self.attention_scale = attention_scale
+        self.lm_head_input_scale = lm_head_input_scale
         self.norm_placement = norm_placement
         self.norm_type = norm_type
         self.layer_norm_eps = layer_norm_eps
@@ -155,7 +173,8 @@ class TformerConfig(PretrainedConfig):
     def validate_tformer(self) -> None:
         """Raise `ValueError` naming the first invalid field."""
         for field in ("vocab_size", "hidden_size", "num_attention_heads", "num_key_value_heads",
-                      "intermediate_size", "max_position_embeddings"):
+                      "intermediate_size", "max_position_embeddings", "relative_attention_num_buckets",
+                      "relative_attention_max_distance"):
             _positive_int(field, getattr(self, field))
         for field in self._layer_count_fields():
             _positive_int(field, getattr(self, field))
@@ -189,6 +208,12 @@ class TformerConfig(PretrainedConfig):
             raise ValueError(f"layer_norm_eps={self.layer_norm_eps!r} must be a positive float.")
         if not (isinstance(self.rotary_base, (int, float)) and self.rotary_base > 1):
             raise ValueError(f"rotary_base={self.rotary_base!r} must be a number > 1.")
+        if self.relative_attention_num_buckets < 4:
+            raise ValueError(f"relative_attention_num_buckets={self.relative_attention_num_buckets} must be >= 4 "
+                             "(half exact, half log-spaced, per direction).")
+        if self.attention_scale is not None:
+            _positive_number("attention_scale", self.attention_scale, "or None (1/sqrt(head_dim))")
+        _positive_number("lm_head_input_scale", self.lm_head_input_scale, "(1.0 leaves the hidden states unscaled)")
         if self.pad_token_id is not None and not 0 <= self.pad_token_id < self.vocab_size:
             raise ValueError(f"pad_token_id={self.pad_token_id} is outside the vocabulary [0, {self.vocab_size}).")
 

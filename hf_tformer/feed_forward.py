@@ -7,7 +7,12 @@ from transformers.activations import ACT2FN
 from .linear import TformerLinear
 
 # A gated activation names the nonlinearity applied to its gate branch.
-_GATE_ACTIVATION = {"swiglu": "silu", "geglu": "gelu"}
+_GATE_ACTIVATION = {"swiglu": "silu", "geglu": "gelu", "geglu_new": "gelu_new"}
+
+
+def activation_function(name: str) -> nn.Module:
+    """The nonlinearity of `hidden_act`: itself, or for a gated name the one on its gate branch."""
+    return ACT2FN[_GATE_ACTIVATION.get(name, name)]
 
 
 class TformerFeedForward(nn.Module):
@@ -17,7 +22,7 @@ class TformerFeedForward(nn.Module):
         self.up_proj = TformerLinear(config.hidden_size, config.intermediate_size, bias=config.mlp_bias)
         if self.is_gated:
             self.gate_proj = TformerLinear(config.hidden_size, config.intermediate_size, bias=config.mlp_bias)
-        self.act_fn = ACT2FN[_GATE_ACTIVATION.get(config.hidden_act, config.hidden_act)]
+        self.act_fn = activation_function(config.hidden_act)
         self.dropout = nn.Dropout(config.activation_dropout)
         self.down_proj = TformerLinear(config.intermediate_size, config.hidden_size, bias=config.mlp_bias)
 

@@ -5,8 +5,8 @@ from typing import Optional
 import torch
 from torch import nn
 from torch.nn import functional as F
-from transformers.activations import ACT2FN
 
+from .feed_forward import activation_function
 from .linear import TformerLinear
 from .norms import build_norm
 
@@ -19,7 +19,7 @@ class MaskedLMHead(nn.Module):
     def __init__(self, config) -> None:
         super().__init__()
         self.dense = TformerLinear(config.hidden_size, config.hidden_size)
-        self.act_fn = ACT2FN[{"swiglu": "silu", "geglu": "gelu"}.get(config.hidden_act, config.hidden_act)]
+        self.act_fn = activation_function(config.hidden_act)
         self.layernorm = build_norm(config)
         self.decoder = TformerLinear(config.hidden_size, config.vocab_size, bias=True)
 
@@ -40,6 +40,16 @@ class PooledClassificationHead(nn.Module):
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         pooled = torch.tanh(self.dense(self.dropout(hidden_states[:, 0])))
         return self.out_proj(self.dropout(pooled))
+
+
+def lm_logits(lm_head: nn.Module, hidden_states: torch.Tensor, logits_to_keep, config) -> torch.Tensor:
+    """Vocabulary logits of the kept positions (an int keeps the last n, 0 all; generate() asks for the last one),
+    from hidden states scaled by `config.lm_head_input_scale` (T5 with tied embeddings rescales by d**-0.5)."""
+    kept = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
+    hidden_states = hidden_states[:, kept, :]
+    if config.lm_head_input_scale != 1.0:
+        hidden_states = hidden_states * config.lm_head_input_scale
+    return lm_head(hidden_states)
 
 
 def classifier_dropout(config) -> nn.Dropout:

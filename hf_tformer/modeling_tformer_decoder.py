@@ -12,7 +12,7 @@ from transformers.modeling_outputs import (
 )
 
 from .configuration_tformer import TformerDecoderConfig
-from .heads import causal_lm_loss, last_token_index, sequence_classification_loss
+from .heads import causal_lm_loss, last_token_index, lm_logits, sequence_classification_loss
 from .linear import TformerLinear
 from .pretrained import (
     TformerGenerationMixin,
@@ -132,10 +132,8 @@ class TformerDecoderForCausalLM(TformerDecoderPreTrainedModel, TformerGeneration
             return_dict=True,
             **kwargs,
         )
-        hidden_states = outputs.last_hidden_state
         # generate() asks for the last position only: skip the vocabulary projection of the rest.
-        kept = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
-        logits = self.lm_head(hidden_states[:, kept, :])
+        logits = lm_logits(self.lm_head, outputs.last_hidden_state, logits_to_keep, self.config)
         loss = causal_lm_loss(logits, labels) if labels is not None else None
         output = CausalLMOutputWithPast(
             loss=loss,

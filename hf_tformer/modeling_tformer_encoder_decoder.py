@@ -9,7 +9,7 @@ from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache
 from transformers.modeling_outputs import BaseModelOutput, Seq2SeqLMOutput, Seq2SeqModelOutput
 
 from .configuration_tformer import TformerEncoderDecoderConfig
-from .heads import token_loss
+from .heads import lm_logits, token_loss
 from .linear import TformerLinear
 from .pretrained import (
     TformerGenerationMixin,
@@ -212,8 +212,7 @@ class TformerEncoderDecoderForConditionalGeneration(TformerEncoderDecoderPreTrai
             return_dict=True,
             **kwargs,
         )
-        kept = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
-        logits = self.lm_head(outputs.last_hidden_state[:, kept, :])
+        logits = lm_logits(self.lm_head, outputs.last_hidden_state, logits_to_keep, self.config)
         loss = token_loss(logits, labels) if labels is not None else None
         output = Seq2SeqLMOutput(
             loss=loss,

@@ -1,10 +1,14 @@
-"""Position encodings: sinusoidal (2017 paper), learned (a table, in embeddings.py) and rotary (RoFormer / Llama).
+"""Position encodings: sinusoidal (2017 paper), learned (a table, in embeddings.py), rotary (RoFormer / Llama) and
+relative (T5: a learned per-head bias over bucketed key - query distances, added to the attention scores).
 
 Sinusoidal and rotary tables are computed from `position_ids` in forward rather than stored as buffers: nothing to
 load or save, no length cap, and no non-persistent buffer to re-create after meta-device initialisation.
 """
 
+import math
+
 import torch
+from torch import nn
 
 
 def _inverse_frequencies(dim: int, base: float, device: torch.device) -> torch.Tensor:
@@ -36,3 +40,45 @@ def apply_rotary(tensor: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> 
     """Rotate (batch, heads, seq, head_dim) query or key states by cos/sin of shape (batch, seq, head_dim)."""
     cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)  # (batch, 1, seq, head_dim)
     return tensor * cos + _rotate_half(tensor) * sin
+
+
+def relative_position_buckets(
+    relative: torch.Tensor, *, bidirectional: bool, num_buckets: int, max_distance: int
+) -> torch.Tensor:
+    """key - query distances (any shape, int64) -> bucket ids in [0, num_buckets) (T5 / Mesh TensorFlow).
+
+    Bidirectional attention gives each direction half the buckets; causal attention only ever sees keys at or
+    before the query. Within a direction, distances below half the buckets get one bucket each, longer ones share
+    log-spaced buckets, and everything from `max_distance` on falls into the last.
+    """
+    offset = torch.zeros_like(relative)
+    if bidirectional:
+        num_buckets //= 2
+        offset = (relative > 0).to(relative.dtype) * num_buckets
+        distance = relative.abs()
+    else:
+        distance = (-relative).clamp(min=0)
+    exact = num_buckets // 2
+    # clamp: log(0) would be -inf; those distances take the exact branch anyway
+    spread = torch.log(distance.clamp(min=1).float() / exact) / math.log(max_distance / exact) * (num_buckets - exact)
+    far = (exact + spread.to(relative.dtype)).clamp(max=num_buckets - 1)
+    return offset + torch.where(distance < exact, distance, far)
+
+
+class RelativePositionBias(nn.Module):
+    """One learned bias per (bucket, head); a stack owns one and adds it to every self-attention layer's scores."""
+
+    def __init__(self, config, *, bidirectional: bool) -> None:
+        super().__init__()
+        self.bidirectional = bidirectional
+        self.num_buckets = config.relative_attention_num_buckets
+        self.max_distance = config.relative_attention_max_distance
+        self.embeddings = nn.Embedding(self.num_buckets, config.num_attention_heads)
+
+    def forward(self, cache_position: torch.Tensor, kv_length: int, dtype: torch.dtype) -> torch.Tensor:
+        """cache_position (query,): absolute query positions -> (1, heads, query, kv_length) additive bias."""
+        keys = torch.arange(kv_length, device=cache_position.device)
+        relative = keys[None, :] - cache_position[:, None].to(keys.dtype)  # (query, key)
+        buckets = relative_position_buckets(relative, bidirectional=self.bidirectional, num_buckets=self.num_buckets,
+                                            max_distance=self.max_distance)
+        return self.embeddings(buckets).permute(2, 0, 1).unsqueeze(0).to(dtype)  # (1, heads, query, key)

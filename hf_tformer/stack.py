@@ -24,7 +24,7 @@ from .masks import (
     validating_inputs,
 )
 from .norms import build_norm
-from .positions import rotary_cos_sin
+from .positions import RelativePositionBias, rotary_cos_sin
 
 
 class TformerStack(nn.Module):
@@ -38,6 +38,8 @@ class TformerStack(nn.Module):
             for index in range(num_layers)
         )
         self.final_norm = build_norm(config) if config.norm_placement == "pre" else None
+        if config.position_embedding_type == "relative":
+            self.relative_position_bias = RelativePositionBias(config, bidirectional=not is_causal)
 
     def _positions(
         self, batch_size: int, query_length: int, past_key_values: Optional[Cache], cache_position, device
@@ -89,6 +91,7 @@ class TformerStack(nn.Module):
                 position_ids, self.config.head_dim, self.config.rotary_base, hidden_states.dtype
             )
         implementation = "eager" if output_attentions else self.config._attn_implementation
+        relative = hasattr(self, "relative_position_bias")
         self_mask = self_attention_mask(
             attention_mask,
             batch_size=batch_size,
@@ -98,8 +101,16 @@ class TformerStack(nn.Module):
             is_causal=self.is_causal,
             dtype=hidden_states.dtype,
             attn_implementation=implementation,
-            force_explicit=past_key_values is not None,
+            force_explicit=past_key_values is not None or relative,
         )
+        if relative:
+            if not isinstance(self_mask, torch.Tensor) or self_mask.dim() != 4:
+                raise ValueError(
+                    f"position_embedding_type='relative' adds a bias to the attention scores, which "
+                    f"attn_implementation={implementation!r} cannot take; use 'sdpa' or 'eager'."
+                )
+            # (batch, 1, query, key) + (1, heads, query, key) -> (batch, heads, query, key)
+            self_mask = self_mask + self.relative_position_bias(cache_position, kv_length, self_mask.dtype)
         cross_mask = None
         if encoder_hidden_states is not None:
             if encoder_attention_mask is not None:

@@ -55,10 +55,10 @@ def tiny_config(variant: str, **overrides):
 # Architectural choices that every invariance must hold across.
 config_choices = st.fixed_dictionaries(
     {
-        "position_embedding_type": st.sampled_from(["sinusoidal", "learned", "rotary"]),
+        "position_embedding_type": st.sampled_from(["sinusoidal", "learned", "rotary", "relative"]),
         "norm_placement": st.sampled_from(["pre", "post"]),
         "norm_type": st.sampled_from(["layernorm", "rmsnorm"]),
-        "hidden_act": st.sampled_from(["relu", "gelu", "gelu_new", "silu", "swiglu", "geglu"]),
+        "hidden_act": st.sampled_from(["relu", "gelu", "gelu_new", "silu", "swiglu", "geglu", "geglu_new"]),
         "num_key_value_heads": st.sampled_from([1, 2, 4]),
         "attention_bias": st.booleans(),
         "mlp_bias": st.booleans(),

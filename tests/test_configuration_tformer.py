@@ -71,6 +71,10 @@ def test_tp_and_pp_plans_are_declared():
         (dict(type_vocab_size=-1), "type_vocab_size"),
         (dict(pad_token_id=500), "pad_token_id"),
         (dict(layer_norm_eps=0), "layer_norm_eps"),
+        (dict(relative_attention_num_buckets=2), "relative_attention_num_buckets"),
+        (dict(relative_attention_max_distance=0), "relative_attention_max_distance"),
+        (dict(attention_scale=0.0), "attention_scale"),
+        (dict(lm_head_input_scale=None), "lm_head_input_scale"),
     ],
 )
 def test_invalid_values_raise_value_error_naming_field_and_value(overrides, field):

@@ -15,7 +15,7 @@ def causal_lm(seed=0, **overrides):
     return ht.TformerDecoderForCausalLM(tiny_config("decoder", **overrides)).eval()
 
 
-@pytest.mark.parametrize("positions", ["sinusoidal", "learned", "rotary"])
+@pytest.mark.parametrize("positions", ["sinusoidal", "learned", "rotary", "relative"])
 @pytest.mark.parametrize("kv_heads", [4, 2, 1])
 def test_incremental_decoding_with_cache_equals_full_recompute(positions, kv_heads):
     model = causal_lm(position_embedding_type=positions, num_key_value_heads=kv_heads)
@@ -30,8 +30,9 @@ def test_incremental_decoding_with_cache_equals_full_recompute(positions, kv_hea
     torch.testing.assert_close(torch.cat(steps, dim=1), full, **TOL)
 
 
-def test_static_cache_decoding_equals_full_recompute():
-    model = causal_lm(position_embedding_type="rotary", num_key_value_heads=2)
+@pytest.mark.parametrize("positions", ["rotary", "relative"])
+def test_static_cache_decoding_equals_full_recompute(positions):
+    model = causal_lm(position_embedding_type=positions, num_key_value_heads=2)
     ids = random_ids(2, 8)
     with torch.no_grad():
         full = model(ids).logits
@@ -49,8 +50,9 @@ def test_static_cache_decoding_equals_full_recompute():
     torch.testing.assert_close(torch.cat(steps, dim=1), full, **TOL)
 
 
-def test_greedy_generate_same_with_and_without_cache_and_with_static_cache():
-    model = causal_lm(position_embedding_type="rotary", num_key_value_heads=2)
+@pytest.mark.parametrize("positions", ["rotary", "relative"])
+def test_greedy_generate_same_with_and_without_cache_and_with_static_cache(positions):
+    model = causal_lm(position_embedding_type=positions, num_key_value_heads=2)
     ids = random_ids(2, 5)
     common = dict(attention_mask=torch.ones_like(ids), max_new_tokens=8, do_sample=False, pad_token_id=0)
     cached = model.generate(ids, **common)

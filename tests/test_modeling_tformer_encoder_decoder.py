@@ -15,7 +15,7 @@ def seq2seq(seed=0, **overrides):
     return ht.TformerEncoderDecoderForConditionalGeneration(tiny_config("encoder_decoder", **overrides)).eval()
 
 
-@pytest.mark.parametrize("positions", ["sinusoidal", "learned", "rotary"])
+@pytest.mark.parametrize("positions", ["sinusoidal", "learned", "rotary", "relative"])
 @pytest.mark.parametrize("kv_heads", [4, 1])
 def test_incremental_decoding_with_self_and_cross_caches_equals_recompute(positions, kv_heads):
     model = seq2seq(position_embedding_type=positions, num_key_value_heads=kv_heads)
@@ -34,8 +34,9 @@ def test_incremental_decoding_with_self_and_cross_caches_equals_recompute(positi
     assert all(cache.is_updated.values())
 
 
-def test_greedy_generate_with_and_without_cache_and_static_cache():
-    model = seq2seq(num_key_value_heads=2)
+@pytest.mark.parametrize("positions", ["sinusoidal", "relative"])
+def test_greedy_generate_with_and_without_cache_and_static_cache(positions):
+    model = seq2seq(num_key_value_heads=2, position_embedding_type=positions)
     source = random_ids(2, 6)
     common = dict(attention_mask=torch.ones_like(source), max_new_tokens=7, do_sample=False)
     cached = model.generate(source, **common)

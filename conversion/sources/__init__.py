@@ -5,8 +5,9 @@ from .base import Source
 from .bert import BERT, ROBERTA
 from .gpt2 import GPT2
 from .llama import LLAMA
+from .t5 import T5
 
-SOURCES = {model_type: source for source in (BERT, ROBERTA, GPT2, BART, MARIAN, LLAMA)
+SOURCES = {model_type: source for source in (BERT, ROBERTA, GPT2, BART, MARIAN, LLAMA, T5)
            for model_type in source.model_types}
 
-__all__ = ["SOURCES", "Source", "BERT", "ROBERTA", "GPT2", "BART", "MARIAN", "LLAMA"]
+__all__ = ["SOURCES", "Source", "BERT", "ROBERTA", "GPT2", "BART", "MARIAN", "LLAMA", "T5"]

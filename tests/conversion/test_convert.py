@@ -9,8 +9,8 @@ from transformers import (BartConfig, BartForConditionalGeneration, BertConfig, 
                           BertForQuestionAnswering, BertForSequenceClassification, BertForTokenClassification,
                           BertModel, GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM,
                           LlamaForSequenceClassification, MarianConfig, MarianMTModel, RobertaConfig,
-                          RobertaForMaskedLM, RobertaForSequenceClassification, RobertaModel,
-                          XLMRobertaConfig, XLMRobertaForTokenClassification)
+                          RobertaForMaskedLM, RobertaForSequenceClassification, RobertaModel, T5Config,
+                          T5ForConditionalGeneration, T5Model, XLMRobertaConfig, XLMRobertaForTokenClassification)
 
 from conftest import run_without_hf_tformer
 from hf_tformer_conversion import convert
@@ -41,6 +41,12 @@ def sources():
     roberta = dict(BERT, max_position_embeddings=66, type_vocab_size=1, pad_token_id=1)
     llama = dict(vocab_size=120, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
                  num_key_value_heads=2, max_position_embeddings=64, rope_theta=500.0, pad_token_id=0)
+    t5 = dict(vocab_size=120, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
+              relative_attention_num_buckets=8, relative_attention_max_distance=12, decoder_start_token_id=0)
+    t5_v11 = T5ForConditionalGeneration(T5Config(**dict(t5, feed_forward_proj="gated-gelu", tie_word_embeddings=False,
+                                                         num_decoder_layers=1)))
+    # transformers 5 ties T5's head at construction whatever the config says; a real v1.1 checkpoint has its own
+    t5_v11.lm_head.weight = torch.nn.Parameter(torch.randn_like(t5_v11.shared.weight))
     return {
         "bert-model": BertModel(BertConfig(**BERT)),
         "bert-mlm": BertForMaskedLM(BertConfig(**BERT)),
@@ -59,6 +65,11 @@ def sources():
         "llama": LlamaForCausalLM(LlamaConfig(**llama)),
         "llama-mqa-cls": LlamaForSequenceClassification(LlamaConfig(**dict(llama, num_key_value_heads=1),
                                                                     num_labels=3)),
+        # T5 v1.0 (ReLU, tied: the LM-head input is rescaled) and v1.1 / Flan (gated GELU, untied head);
+        # few buckets and a short max distance so the test inputs reach the log-spaced buckets
+        "t5": T5ForConditionalGeneration(T5Config(**t5)),
+        "t5-v1.1": t5_v11,
+        "t5-model": T5Model(T5Config(**t5)),
     }
 
 
@@ -68,8 +79,10 @@ AUTO_CLASS = {"bert-model": "AutoModel", "bert-mlm": "AutoModelForMaskedLM",
               "roberta-model": "AutoModel", "roberta-mlm": "AutoModelForMaskedLM",
               "roberta-cls": "AutoModelForSequenceClassification", "xlmr-token": "AutoModelForTokenClassification",
               "marian": "AutoModelForSeq2SeqLM", "llama": "AutoModelForCausalLM",
-              "llama-mqa-cls": "AutoModelForSequenceClassification"}
-GENERATIVE = ("gpt2", "bart", "marian", "llama")
+              "llama-mqa-cls": "AutoModelForSequenceClassification", "t5": "AutoModelForSeq2SeqLM",
+              "t5-v1.1": "AutoModelForSeq2SeqLM", "t5-model": "AutoModel"}
+GENERATIVE = ("gpt2", "bart", "marian", "llama", "t5", "t5-v1.1")
+SEQ2SEQ = ("bart", "marian", "t5", "t5-v1.1", "t5-model")
 
 
 @pytest.mark.parametrize("name", list(AUTO_CLASS))
@@ -87,7 +100,7 @@ def test_converts_with_parity_and_reloads_as_remote_code(tmp_path, hf_home, name
     if name == "bert-cls":
         assert config["id2label"] == {"0": "a", "1": "b", "2": "c"}
     ids = torch.randint(3, 120, (2, 7))
-    extra = {"decoder_input_ids": ids[:, :3]} if name in ("bart", "marian") else {}
+    extra = {"decoder_input_ids": ids[:, :3]} if name in SEQ2SEQ else {}
     with torch.no_grad():
         reference = source(input_ids=ids, **extra)[0]
     torch.save({"ids": ids, "extra": extra, "reference": reference}, tmp_path / "reference.pt")
@@ -122,11 +135,12 @@ def test_tokenizer_and_generation_config_are_carried_over(tmp_path):
 
 
 def test_unsupported_architecture_lists_the_supported_ones(tmp_path):
-    from transformers import T5Config, T5Model
+    from transformers import DistilBertConfig, DistilBertModel
 
-    folder = save(T5Model(T5Config(vocab_size=50, d_model=16, d_kv=4, d_ff=32, num_layers=1, num_heads=4)), tmp_path / "t5")
-    with pytest.raises(ValueError, match=r"'t5' is not supported; supported: \['bart', 'bert', 'gpt2', 'llama', 'marian', "
-                                         r"'roberta', 'xlm-roberta'\]"):
+    folder = save(DistilBertModel(DistilBertConfig(vocab_size=50, dim=16, n_layers=1, n_heads=4, hidden_dim=32)),
+                  tmp_path / "distilbert")
+    with pytest.raises(ValueError, match=r"'distilbert' is not supported; supported: \['bart', 'bert', 'gpt2', 'llama', "
+                                         r"'marian', 'roberta', 't5', 'xlm-roberta'\]"):
         convert(folder, str(tmp_path / "out"), progress=False)
     assert not (tmp_path / "out").exists()
 

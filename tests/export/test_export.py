@@ -66,7 +66,8 @@ def test_every_task_exports_fused_and_matches_pytorch(tmp_path, hf_home, variant
     ({"attention_bias": False}, 2),
     ({"position_embedding_type": "rotary"}, 0),  # rotary: the Attention op cannot rotate; MultiHeadAttention
     ({"num_key_value_heads": 2}, 0),  # GQA: the packed weight layout wants one kv head per query head
-], ids=["bias", "no-bias", "rotary", "gqa"])
+    ({"position_embedding_type": "relative"}, 0),  # T5 bias per head and query: MultiHeadAttention's attention_bias
+], ids=["bias", "no-bias", "rotary", "gqa", "relative"])
 def test_encoder_packs_self_attention_only_where_the_op_matches(tmp_path, hf_home, overrides, packed):
     folder = save(tmp_path, "encoder", ht.TformerEncoderForSequenceClassification, **overrides)
     report = export_onnx(str(folder), str(tmp_path / "onnx"), "text-classification")
@@ -220,3 +221,21 @@ def test_cuda_without_a_gpu_warns_and_falls_back_to_cpu(tmp_path, hf_home):
     assert model.providers[0] == "CPUExecutionProvider"
     with pytest.raises(ValueError, match="device='tpu'"):
         resolve_provider("tpu")
+
+
+def test_a_converted_t5_exports_with_its_relative_bias_and_generates_the_same_tokens(tmp_path, hf_home):
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    from hf_tformer_conversion import convert
+
+    torch.manual_seed(0)
+    T5ForConditionalGeneration(T5Config(
+        vocab_size=120, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4, relative_attention_num_buckets=8,
+        relative_attention_max_distance=12, decoder_start_token_id=0)).save_pretrained(tmp_path / "t5")
+    convert(str(tmp_path / "t5"), str(tmp_path / "ours"), progress=False)
+    report = export_onnx(str(tmp_path / "ours"), str(tmp_path / "onnx"), "text2text-generation-with-past")
+    check = report.validation[0]
+    assert check.max_abs_diff <= 1e-4 and check.greedy_identical is True
+    # the bias differs per head and query, so no self attention is packed; all attention is MultiHeadAttention
+    assert report.node_counts["encoder_model.onnx"].get("MultiHeadAttention") == 2
+    assert not any(counts.get("Attention") for counts in report.node_counts.values())
