@@ -8,7 +8,6 @@ import gc
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -18,6 +17,7 @@ from tqdm.auto import tqdm
 
 from .keymap import convert_state_dict
 from .sources import SOURCES, Source
+from .staging import check_destination, staged_folder
 from .verify import ParityReport, check_parity
 
 CARRIED_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "vocab.json",
@@ -107,8 +107,7 @@ def convert(source: str, destination: str, *, force: bool = False, allow_pickle:
             verify: bool = True, progress: bool = True) -> ConversionReport:
     """Convert `source` into an hf_tformer checkpoint at `destination`; raise ValueError on any mismatch."""
     out = Path(destination)
-    if out.exists() and not force:
-        raise ValueError(f"{out} exists; pass --force (force=True) to replace it.")
+    check_destination(out, force)
     folder = resolve_source(source)
     config_dict, family, architecture = read_config(folder)
     target_class = family.target_class(architecture)
@@ -151,22 +150,21 @@ def convert(source: str, destination: str, *, force: bool = False, allow_pickle:
         report.parity = check_parity(reference, model)  # raises ValueError when the outputs differ
         del reference  # before saving, which holds a serialized copy
         gc.collect()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with staged_folder(out, force) as staging:
         model.save_pretrained(staging)
-        for name in CARRIED_FILES:
-            if (folder / name).exists() and not (staging / name).exists():
-                shutil.copy2(folder / name, staging / name)
-                report.carried.append(name)
+        report.carried = carry_files(folder, staging)
         _write_model_card(staging, report, config_dict)
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
     return report
+
+
+def carry_files(source: Path, destination: Path) -> list[str]:
+    """Copy the tokenizer and generation-config files the destination does not have yet; returns their names."""
+    carried = []
+    for name in CARRIED_FILES:
+        if (source / name).exists() and not (destination / name).exists():
+            shutil.copy2(source / name, destination / name)
+            carried.append(name)
+    return carried
 
 
 def _write_model_card(folder: Path, report: ConversionReport, source_config: dict) -> None:

@@ -7,11 +7,11 @@ graph against PyTorch with ONNX Runtime, then rename the staging folder into pla
 
 import collections
 import json
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
+
+from hf_tformer_conversion.staging import check_destination, staged_folder
 
 from .onnx_configs import DEFAULT_OPSET, register, supported_tasks
 from .validate import FP32_ATOL, ValidationReport, quantization_report, validate_export
@@ -98,8 +98,7 @@ def export_onnx(checkpoint: str, destination: str, task: str, *, attention: str 
     from optimum.exporters.onnx import onnx_export_from_model
 
     out, folder = Path(destination), Path(checkpoint)
-    if out.exists() and not force:
-        raise ValueError(f"{out} exists; pass --force (force=True) to replace it.")
+    check_destination(out, force)
     if not folder.is_dir():
         raise ValueError(f"{folder} is not a folder; export takes a saved hf_tformer checkpoint folder.")
     model_type = read_model_type(folder)
@@ -110,9 +109,7 @@ def export_onnx(checkpoint: str, destination: str, task: str, *, attention: str 
         raise ValueError(f"attention={attention!r} is not supported; choose one of {list(ATTENTION_MODES)}.")
     register()
     report = ExportReport(str(out), task, attention)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with staged_folder(out, force) as staging:
         model = _load_for_export(folder, task, attention)
         onnx_export_from_model(model, staging, task=task, opset=opset, do_validation=False)
         del model
@@ -130,10 +127,4 @@ def export_onnx(checkpoint: str, destination: str, task: str, *, attention: str 
             report.validation.append(validate_export(folder, staging, task, atol=atol))
             if quantize:
                 report.quantization = quantization_report(staging, task, QUANTIZED_FILE)
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
     return report

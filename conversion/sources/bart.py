@@ -7,7 +7,8 @@ Marian (the 2017 Transformer) uses fixed sinusoids, which we compute, and scales
 import hf_tformer as ht
 
 from ..keymap import Rule, rule
-from .base import I, P, Source, activation, common_fields, drop_rows, escape, flatten, require_equal
+from .base import (I, P, Source, activation, carried_fields, common_fields, drop_rows, escape, flatten,
+                   plain_activation, require_equal)
 
 # Their layer module names -> ours (both stacks).
 _LAYER_NAMES = {
@@ -48,6 +49,28 @@ def _marian_config(config: dict) -> ht.TformerEncoderDecoderConfig:
     return _seq2seq_config(config, "Marian", position_embedding_type="sinusoidal", embedding_layernorm=False)
 
 
+def _seq2seq_native(config: ht.TformerConfig, family: str, **extra) -> dict:
+    return dict(
+        carried_fields(config), d_model=config.hidden_size, encoder_layers=config.encoder_layers,
+        decoder_layers=config.decoder_layers, encoder_attention_heads=config.num_attention_heads,
+        decoder_attention_heads=config.num_attention_heads, encoder_ffn_dim=config.intermediate_size,
+        decoder_ffn_dim=config.intermediate_size, max_position_embeddings=config.max_position_embeddings,
+        activation_function=plain_activation(config, family), dropout=config.hidden_dropout,
+        attention_dropout=config.attention_dropout, activation_dropout=config.activation_dropout,
+        classifier_dropout=config.classifier_dropout or 0.0, scale_embedding=config.scale_embeddings,
+        decoder_start_token_id=config.decoder_start_token_id, **extra,
+    )
+
+
+def _bart_native(config: ht.TformerConfig) -> dict:
+    return _seq2seq_native(config, "BART")
+
+
+def _marian_native(config: ht.TformerConfig) -> dict:
+    return _seq2seq_native(config, "Marian", decoder_vocab_size=config.vocab_size,
+                           share_encoder_decoder_embeddings=True)
+
+
 def _seq2seq_rules(positions: Rule, *extra: Rule):
     def rules(config: dict, target: type) -> list[Rule]:
         m = r"(?:model\.)?"
@@ -76,6 +99,7 @@ BART = Source(
         "BartForConditionalGeneration": ("BartForConditionalGeneration", ht.TformerEncoderDecoderForConditionalGeneration),
     },
     translate_config=_bart_config,
+    native_config=_bart_native,
     rules=_seq2seq_rules(
         rule(_STACK + r"embed_positions\.weight", "model.{s}.embeddings.position_embeddings.weight",
              transform=drop_rows(2)),
@@ -90,6 +114,7 @@ MARIAN = Source(
         "MarianMTModel": ("MarianMTModel", ht.TformerEncoderDecoderForConditionalGeneration),
     },
     translate_config=_marian_config,
+    native_config=_marian_native,
     # The stored sinusoid tables are dropped: hf_tformer computes the same sinusoids (the parity gate proves it).
     rules=_seq2seq_rules(rule(_STACK + r"embed_positions\.weight")),
 )

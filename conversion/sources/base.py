@@ -4,7 +4,7 @@ A source is data over the shared machinery in keymap.py: no per-key code.
 """
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 import transformers
@@ -24,6 +24,7 @@ class Source:
     translate_config: Callable[[dict], ht.TformerConfig]
     rules: Callable[[dict, type], list[Rule]]
     notes: str = ""  # what differs in behaviour after conversion, shown in the model card
+    native_config: Optional[Callable[[ht.TformerConfig], dict]] = None  # ours -> native config kwargs (reverse.py)
 
     def reference_class(self, architecture: str) -> type:
         return getattr(transformers, self.classes[architecture][0])
@@ -42,6 +43,20 @@ def common_fields(config: dict, **mapping: str) -> dict:
     if "id2label" in out:
         out["id2label"] = {int(k): v for k, v in out["id2label"].items()}
     return out
+
+
+def carried_fields(config: ht.TformerConfig) -> dict:
+    """The fields every native config takes under the same name (the way back of `common_fields`)."""
+    names = ("vocab_size", "pad_token_id", "bos_token_id", "eos_token_id", "initializer_range",
+             "tie_word_embeddings", "problem_type", "id2label", "label2id")
+    return {name: getattr(config, name) for name in names}
+
+
+def plain_activation(config: ht.TformerConfig, family: str) -> str:
+    """A family whose feed-forward is not gated takes our activation name as it is (all are ACT2FN names)."""
+    if config.is_gated:
+        raise ValueError(f"hidden_act={config.hidden_act!r} is gated; {family}'s feed-forward is not.")
+    return config.hidden_act
 
 
 def require_equal(config: dict, family: str, ours: str, *names: str) -> None:

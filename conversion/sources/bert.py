@@ -5,7 +5,7 @@ from typing import Callable
 import hf_tformer as ht
 
 from ..keymap import Rule, rule
-from .base import I, P, Source, activation, common_fields, drop_rows
+from .base import I, P, Source, activation, carried_fields, common_fields, drop_rows, plain_activation
 
 
 def _encoder_config(config: dict, **extra) -> ht.TformerEncoderConfig:
@@ -18,6 +18,22 @@ def _encoder_config(config: dict, **extra) -> ht.TformerEncoderConfig:
         hidden_act=activation(config.get("hidden_act", "gelu")),
         norm_placement="post", position_embedding_type="learned", embedding_layernorm=True, **extra,
     )
+
+
+def _bert_native(config: ht.TformerConfig, position_offset: int = 0) -> dict:
+    return dict(
+        carried_fields(config), hidden_size=config.hidden_size, num_hidden_layers=config.num_hidden_layers,
+        num_attention_heads=config.num_attention_heads, intermediate_size=config.intermediate_size,
+        hidden_act=plain_activation(config, "BERT"),
+        max_position_embeddings=config.max_position_embeddings + position_offset,
+        type_vocab_size=config.type_vocab_size, layer_norm_eps=config.layer_norm_eps,
+        hidden_dropout_prob=config.hidden_dropout, attention_probs_dropout_prob=config.attention_dropout,
+        classifier_dropout=config.classifier_dropout,
+    )
+
+
+def _roberta_native(config: ht.TformerConfig) -> dict:
+    return _bert_native(config, position_offset=_roberta_offset({"pad_token_id": config.pad_token_id}))
 
 
 def _check_absolute_positions(config: dict) -> None:
@@ -90,6 +106,7 @@ BERT = Source(
         "BertForQuestionAnswering": ("BertForQuestionAnswering", ht.TformerEncoderForQuestionAnswering),
     },
     translate_config=_bert_config,
+    native_config=_bert_native,
     rules=_encoder_rules("bert", [
         rule(r"cls\.predictions\.transform\.dense\." + P, "lm_head.dense.{p}"),
         rule(r"cls\.predictions\.transform\.LayerNorm\." + P, "lm_head.layernorm.{p}"),
@@ -109,6 +126,7 @@ ROBERTA = Source(
                            ("ForQuestionAnswering", ht.TformerEncoderForQuestionAnswering))
     },
     translate_config=_roberta_config,
+    native_config=_roberta_native,
     rules=_encoder_rules("roberta", [
         rule(r"lm_head\.dense\." + P, "lm_head.dense.{p}"),
         rule(r"lm_head\.layer_norm\." + P, "lm_head.layernorm.{p}"),

@@ -5,7 +5,7 @@ import torch
 import hf_tformer as ht
 
 from ..keymap import Rule, rule
-from .base import I, P, Source, activation, common_fields, transpose
+from .base import I, P, Source, activation, carried_fields, common_fields, plain_activation, transpose
 
 
 def _gpt2_config(config: dict) -> ht.TformerDecoderConfig:
@@ -17,6 +17,16 @@ def _gpt2_config(config: dict) -> ht.TformerDecoderConfig:
                   intermediate_size=config.get("n_inner") or 4 * hidden, norm_placement="pre",
                   position_embedding_type="learned", pad_token_id=fields.get("pad_token_id", 0))
     return ht.TformerDecoderConfig(**fields)
+
+
+def _gpt2_native(config: ht.TformerConfig) -> dict:
+    return dict(
+        carried_fields(config), n_embd=config.hidden_size, n_layer=config.num_hidden_layers,
+        n_head=config.num_attention_heads, n_positions=config.max_position_embeddings,
+        n_inner=config.intermediate_size, activation_function=plain_activation(config, "GPT-2"),
+        layer_norm_epsilon=config.layer_norm_eps, resid_pdrop=config.hidden_dropout,
+        embd_pdrop=config.hidden_dropout, attn_pdrop=config.attention_dropout,
+    )
 
 
 def _split_qkv(tensor: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -52,5 +62,6 @@ GPT2 = Source(
         "GPT2ForSequenceClassification": ("GPT2ForSequenceClassification", ht.TformerDecoderForSequenceClassification),
     },
     translate_config=_gpt2_config,
+    native_config=_gpt2_native,
     rules=_gpt2_rules,
 )

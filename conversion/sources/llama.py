@@ -3,7 +3,7 @@
 import hf_tformer as ht
 
 from ..keymap import Rule, rule
-from .base import I, P, Source, common_fields
+from .base import I, P, Source, carried_fields, common_fields
 
 
 def _rope_theta(config: dict) -> float:
@@ -36,6 +36,20 @@ def _llama_config(config: dict) -> ht.TformerDecoderConfig:
     return ht.TformerDecoderConfig(**fields)
 
 
+def _llama_native(config: ht.TformerConfig) -> dict:
+    if config.hidden_act != "swiglu":
+        raise ValueError(f"hidden_act={config.hidden_act!r}: Llama's feed-forward is SwiGLU ('swiglu').")
+    return dict(
+        carried_fields(config), hidden_size=config.hidden_size, num_hidden_layers=config.num_hidden_layers,
+        num_attention_heads=config.num_attention_heads, num_key_value_heads=config.num_key_value_heads,
+        intermediate_size=config.intermediate_size, max_position_embeddings=config.max_position_embeddings,
+        rms_norm_eps=config.layer_norm_eps, attention_dropout=config.attention_dropout, hidden_act="silu",
+        attention_bias=config.attention_bias, mlp_bias=config.mlp_bias,
+        # 4.57 reads rope_theta; 5.x reads rope_parameters (and ignores what it does not know)
+        rope_theta=config.rotary_base, rope_parameters={"rope_type": "default", "rope_theta": config.rotary_base},
+    )
+
+
 def _llama_rules(config: dict, target: type) -> list[Rule]:
     m, layer, ours = r"(?:model\.)?", rf"(?:model\.)?layers\.{I}\.", "model.decoder.layers.{i}."
     return [
@@ -59,5 +73,6 @@ LLAMA = Source(
         "LlamaForSequenceClassification": ("LlamaForSequenceClassification", ht.TformerDecoderForSequenceClassification),
     },
     translate_config=_llama_config,
+    native_config=_llama_native,
     rules=_llama_rules,
 )

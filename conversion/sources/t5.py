@@ -9,7 +9,7 @@ T5 v1.0 uses a ReLU feed-forward; v1.1 / Flan-T5 a gated GELU (tanh approximatio
 import hf_tformer as ht
 
 from ..keymap import Rule, rule
-from .base import I, Source, common_fields, escape
+from .base import I, Source, carried_fields, common_fields, escape
 
 # feed_forward_proj -> our hidden_act
 _FEED_FORWARD = {"relu": "relu", "gelu": "gelu", "gated-gelu": "geglu_new", "gated-silu": "swiglu"}
@@ -41,6 +41,21 @@ def _t5_config(config: dict) -> ht.TformerEncoderDecoderConfig:
     )
     fields.setdefault("decoder_start_token_id", fields.get("pad_token_id", 0))
     return ht.TformerEncoderDecoderConfig(**fields)
+
+
+def _t5_native(config: ht.TformerConfig) -> dict:
+    projections = {ours: theirs for theirs, ours in _FEED_FORWARD.items()}
+    if config.hidden_act not in projections:
+        raise ValueError(f"hidden_act={config.hidden_act!r} has no T5 feed_forward_proj; T5 takes "
+                         f"{sorted(projections)}.")
+    return dict(
+        carried_fields(config), d_model=config.hidden_size, d_kv=config.head_dim, d_ff=config.intermediate_size,
+        num_layers=config.encoder_layers, num_decoder_layers=config.decoder_layers,
+        num_heads=config.num_attention_heads, relative_attention_num_buckets=config.relative_attention_num_buckets,
+        relative_attention_max_distance=config.relative_attention_max_distance,
+        layer_norm_epsilon=config.layer_norm_eps, dropout_rate=config.hidden_dropout,
+        feed_forward_proj=projections[config.hidden_act], decoder_start_token_id=config.decoder_start_token_id,
+    )
 
 
 # T5's sublayer module names -> ours, by (stack, sublayer index) of `{stack}.block.{i}.layer.{index}.{name}.weight`
@@ -83,6 +98,7 @@ T5 = Source(
         "T5ForConditionalGeneration": ("T5ForConditionalGeneration", ht.TformerEncoderDecoderForConditionalGeneration),
     },
     translate_config=_t5_config,
+    native_config=_t5_native,
     rules=_t5_rules,
     notes="T5's relative position bias, unscaled attention and d_model**-0.5 LM-head rescaling (tied embeddings) "
           "are config fields here (position_embedding_type='relative', attention_scale, lm_head_input_scale).",

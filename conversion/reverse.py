@@ -1,0 +1,139 @@
+"""The way back: an hf_tformer checkpoint into the native transformers class of a family whose config maps.
+
+Nothing new is declared per family beyond the inverse config: the forward key rules are reused. Every forward
+transform is an index rearrangement (transpose, split, flatten, drop rows), so pushing the *positions* of a native
+tensor through it tells where each of our values goes back. A round trip of the config proves the mapping
+(translating the native config forward must give ours again, field by field), and the same parity gate as the
+forward direction proves the weights.
+"""
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+import hf_tformer as ht
+
+from .convert import carry_files
+from .sources import SOURCES, Source
+from .staging import check_destination, staged_folder
+from .verify import ParityReport, check_parity
+
+# The fields that decide what an hf_tformer model computes; a round trip must preserve each of them.
+ARCHITECTURE_FIELDS = (
+    "vocab_size", "hidden_size", "num_hidden_layers", "encoder_layers", "decoder_layers", "num_attention_heads",
+    "num_key_value_heads", "intermediate_size", "hidden_act", "position_embedding_type", "rotary_base",
+    "relative_attention_num_buckets", "relative_attention_max_distance", "attention_scale", "lm_head_input_scale",
+    "norm_placement", "norm_type", "layer_norm_eps", "attention_bias", "mlp_bias", "lm_head_bias",
+    "embedding_layernorm", "type_vocab_size", "scale_embeddings", "tie_word_embeddings", "pad_token_id",
+)
+_OUR_CONFIGS = {c.model_type: c for c in (ht.TformerEncoderConfig, ht.TformerDecoderConfig,
+                                          ht.TformerEncoderDecoderConfig)}
+
+
+@dataclass
+class ReverseReport:
+    source: str
+    destination: str
+    architecture: str
+    parity: Optional[ParityReport] = None
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, float) or isinstance(b, float):
+        return a is not None and b is not None and math.isclose(a, b, rel_tol=1e-9)
+    return a == b
+
+
+def _native_class_name(family: Source, model_type: str, ours: type) -> str:
+    for architecture, (reference, target) in family.classes.items():
+        if target is ours and family.reference_class(architecture).config_class.model_type == model_type:
+            return architecture
+    offered = sorted({target.__name__ for _, target in family.classes.values()})
+    raise ValueError(f"{ours.__name__} has no {model_type} counterpart; {model_type} takes {offered}.")
+
+
+def _native_config(family: Source, model_type: str, architecture: str, ours) -> "transformers.PretrainedConfig":
+    if family.native_config is None:
+        raise ValueError(f"converting back into {model_type} is not supported yet.")
+    config_class = family.reference_class(architecture).config_class
+    native = config_class(**family.native_config(ours), architectures=[architecture])
+    back = family.translate_config(native.to_dict())  # what the forward conversion would make of it
+    differing = [f"{name}: ours {getattr(ours, name, None)!r}, via {model_type} {getattr(back, name, None)!r}"
+                 for name in ARCHITECTURE_FIELDS if not _same(getattr(ours, name, None), getattr(back, name, None))]
+    if differing:
+        raise ValueError(f"this checkpoint's config does not map onto {model_type}: " + "; ".join(differing))
+    return native
+
+
+def restore_state_dict(native: torch.nn.Module, ours: torch.nn.Module, family: Source, native_config: dict) -> dict:
+    """Native state dict with every tensor the forward rules map filled from ours (index tracing, see above);
+    tensors the rules drop (buffers, tied copies, unused offset rows) keep the native model's own values."""
+    prefix = "" if hasattr(ours, "model") else "model."
+    values = {prefix + k: v for k, v in ours.state_dict().items()}
+    tied = dict(ours._tied_weights_keys or {}) if ours.config.tie_word_embeddings else {}
+    needed = set(values) - {prefix + k for k in tied}
+    rules = family.rules(native_config, type(ours))
+    state, consumed, unmatched = native.state_dict(), set(), []
+    for key, tensor in state.items():
+        matches = [(r, groups) for r in rules if (groups := r.match(key)) is not None]
+        if len(matches) != 1:
+            unmatched.append(key)
+            continue
+        matched_rule, groups = matches[0]
+        if not matched_rule.targets:
+            continue
+        positions = matched_rule.transform(torch.arange(tensor.numel()).reshape(tensor.shape))
+        positions = positions if isinstance(positions, tuple) else (positions,)
+        restored = tensor.detach().clone().reshape(-1)
+        for template, where in zip(matched_rule.targets, positions):
+            target = template.format(**groups)
+            restored[where.reshape(-1)] = values[target].reshape(-1).to(restored.dtype)
+            consumed.add(target)
+        state[key] = restored.reshape(tensor.shape)
+    left = sorted(needed - consumed)
+    if unmatched or left:
+        raise ValueError(f"the weights do not map back cleanly: native keys no rule covers: {unmatched[:8]}; "
+                         f"our keys with no native place: {left[:8]}")
+    return state
+
+
+def to_native(checkpoint: str, destination: str, model_type: str, *, force: bool = False,
+              verify: bool = True) -> ReverseReport:
+    """Write the hf_tformer checkpoint at `checkpoint` as a native `model_type` checkpoint (no remote code)."""
+    out, folder = Path(destination), Path(checkpoint)
+    check_destination(out, force)
+    if model_type not in SOURCES:
+        raise ValueError(f"model_type={model_type!r} is not supported; supported: {sorted(SOURCES)}.")
+    config_path = folder / "config.json"
+    ours_type = json.loads(config_path.read_text()).get("model_type") if config_path.exists() else None
+    if ours_type not in _OUR_CONFIGS:
+        raise ValueError(f"{folder} is not an hf_tformer checkpoint (config.json model_type={ours_type!r}).")
+    config = _OUR_CONFIGS[ours_type].from_pretrained(folder)
+    family = SOURCES[model_type]
+    our_class = getattr(ht, (config.architectures or [None])[0] or "", None)
+    if our_class is None:
+        raise ValueError(f"{folder}'s config.json names no hf_tformer class in `architectures`.")
+    ours = our_class.from_pretrained(folder).eval()
+    architecture = _native_class_name(family, model_type, our_class)
+    native_config = _native_config(family, model_type, architecture, config)
+    reference_class = family.reference_class(architecture)
+    native = reference_class(native_config).eval()
+    output = native.get_output_embeddings()
+    if not config.tie_word_embeddings and output is not None and \
+            output.weight.data_ptr() == native.get_input_embeddings().weight.data_ptr():
+        # transformers 5 ties T5's head whatever the config says; ours is untied, so the native one must be too
+        output.weight = torch.nn.Parameter(output.weight.detach().clone())
+    native.load_state_dict(restore_state_dict(native, ours, family, native_config.to_dict()))
+    if config.tie_word_embeddings:
+        native.tie_weights()
+    report = ReverseReport(str(folder), str(out), architecture)
+    if verify:
+        report.parity = check_parity(ours, native)  # raises ValueError when the outputs differ
+    with staged_folder(out, force) as staging:
+        native.save_pretrained(staging)
+        carry_files(folder, staging)
+    return report
