@@ -8,45 +8,7 @@ from typing import Any, Optional
 
 from transformers import PretrainedConfig
 
-POSITION_TYPES = ("sinusoidal", "learned", "rotary", "relative")
-NORM_PLACEMENTS = ("pre", "post")
-NORM_TYPES = ("layernorm", "rmsnorm")
-ACTIVATIONS = ("relu", "gelu", "gelu_new", "silu")
-GATED_ACTIVATIONS = ("swiglu", "geglu", "geglu_new")
-
-
-def _choice(field: str, value: Any, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ValueError(f"{field}={value!r} is not supported; choose one of {list(allowed)}.")
-
-
-def _positive_int(field: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{field}={value!r} must be a positive integer.")
-
-
-def _positive_number(field: str, value: Any, hint: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise ValueError(f"{field}={value!r} must be a positive number {hint}.")
-
-
-def _probability(field: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-        raise ValueError(f"{field}={value!r} must be a float in [0, 1).")
-
-
-# Tensor-parallel plan of the blocks, shared by every stack ("colwise" splits heads / hidden units across ranks).
-def _block_tp_plan(stack: str) -> dict[str, str]:
-    plan = {}
-    for attn in ("self_attn", "cross_attn"):
-        for proj in ("q_proj", "k_proj", "v_proj"):
-            plan[f"{stack}.layers.*.{attn}.{proj}"] = "colwise"
-        plan[f"{stack}.layers.*.{attn}.o_proj"] = "rowwise"
-    plan[f"{stack}.layers.*.mlp.up_proj"] = "colwise"
-    plan[f"{stack}.layers.*.mlp.gate_proj"] = "colwise"
-    plan[f"{stack}.layers.*.mlp.down_proj"] = "rowwise"
-    return plan
-
+from .config_checks import GATED_ACTIVATIONS, block_tp_plan, check_config
 
 class TformerConfig(PretrainedConfig):
     """Fields shared by the encoder, decoder and encoder-decoder.
@@ -172,50 +134,7 @@ class TformerConfig(PretrainedConfig):
 
     def validate_tformer(self) -> None:
         """Raise `ValueError` naming the first invalid field."""
-        for field in ("vocab_size", "hidden_size", "num_attention_heads", "num_key_value_heads",
-                      "intermediate_size", "max_position_embeddings", "relative_attention_num_buckets",
-                      "relative_attention_max_distance"):
-            _positive_int(field, getattr(self, field))
-        for field in self._layer_count_fields():
-            _positive_int(field, getattr(self, field))
-        if self.hidden_size % self.num_attention_heads:
-            raise ValueError(
-                f"hidden_size={self.hidden_size} is not divisible by num_attention_heads={self.num_attention_heads}; "
-                "pick a head count that divides the hidden size."
-            )
-        if self.num_attention_heads % self.num_key_value_heads:
-            raise ValueError(
-                f"num_attention_heads={self.num_attention_heads} is not divisible by "
-                f"num_key_value_heads={self.num_key_value_heads}; use a divisor (1 = MQA, equal = MHA)."
-            )
-        _choice("hidden_act", self.hidden_act, ACTIVATIONS + GATED_ACTIVATIONS)
-        _choice("position_embedding_type", self.position_embedding_type, POSITION_TYPES)
-        _choice("norm_placement", self.norm_placement, NORM_PLACEMENTS)
-        _choice("norm_type", self.norm_type, NORM_TYPES)
-        if self.position_embedding_type in ("rotary", "sinusoidal") and self._position_dim() % 2:
-            raise ValueError(
-                f"position_embedding_type={self.position_embedding_type!r} needs an even "
-                f"{'head_dim' if self.position_embedding_type == 'rotary' else 'hidden_size'}, "
-                f"got {self._position_dim()}; change hidden_size or num_attention_heads."
-            )
-        if isinstance(self.type_vocab_size, bool) or not isinstance(self.type_vocab_size, int) or self.type_vocab_size < 0:
-            raise ValueError(f"type_vocab_size={self.type_vocab_size!r} must be an integer >= 0 (0 disables it).")
-        for field in ("hidden_dropout", "attention_dropout", "activation_dropout"):
-            _probability(field, getattr(self, field))
-        if self.classifier_dropout is not None:
-            _probability("classifier_dropout", self.classifier_dropout)
-        if not (isinstance(self.layer_norm_eps, (int, float)) and self.layer_norm_eps > 0):
-            raise ValueError(f"layer_norm_eps={self.layer_norm_eps!r} must be a positive float.")
-        if not (isinstance(self.rotary_base, (int, float)) and self.rotary_base > 1):
-            raise ValueError(f"rotary_base={self.rotary_base!r} must be a number > 1.")
-        if self.relative_attention_num_buckets < 4:
-            raise ValueError(f"relative_attention_num_buckets={self.relative_attention_num_buckets} must be >= 4 "
-                             "(half exact, half log-spaced, per direction).")
-        if self.attention_scale is not None:
-            _positive_number("attention_scale", self.attention_scale, "or None (1/sqrt(head_dim))")
-        _positive_number("lm_head_input_scale", self.lm_head_input_scale, "(1.0 leaves the hidden states unscaled)")
-        if self.pad_token_id is not None and not 0 <= self.pad_token_id < self.vocab_size:
-            raise ValueError(f"pad_token_id={self.pad_token_id} is outside the vocabulary [0, {self.vocab_size}).")
+        check_config(self)
 
     def _position_dim(self) -> int:
         return self.head_dim if self.position_embedding_type == "rotary" else self.hidden_size
@@ -233,7 +152,7 @@ class TformerEncoderConfig(TformerConfig):
 
     model_type = "hf_tformer_encoder"
     keys_to_ignore_at_inference = []
-    base_model_tp_plan = {**_block_tp_plan("encoder")}
+    base_model_tp_plan = {**block_tp_plan("encoder")}
     base_model_pp_plan = {
         "embed_tokens": (["input_ids"], ["inputs_embeds"]),
         "encoder.layers": (["hidden_states", "attention_mask"], ["hidden_states"]),
@@ -262,7 +181,7 @@ class TformerDecoderConfig(TformerConfig):
 
     model_type = "hf_tformer_decoder"
     keys_to_ignore_at_inference = ["past_key_values"]
-    base_model_tp_plan = {**_block_tp_plan("decoder")}
+    base_model_tp_plan = {**block_tp_plan("decoder")}
     base_model_pp_plan = {
         "embed_tokens": (["input_ids"], ["inputs_embeds"]),
         "decoder.layers": (["hidden_states", "attention_mask"], ["hidden_states"]),
@@ -285,7 +204,7 @@ class TformerEncoderDecoderConfig(TformerConfig):
     model_type = "hf_tformer_encoder_decoder"
     keys_to_ignore_at_inference = ["past_key_values"]
     attribute_map = {"num_hidden_layers": "decoder_layers"}
-    base_model_tp_plan = {**_block_tp_plan("encoder"), **_block_tp_plan("decoder")}
+    base_model_tp_plan = {**block_tp_plan("encoder"), **block_tp_plan("decoder")}
     base_model_pp_plan = {
         "shared": (["input_ids"], ["inputs_embeds"]),
         "encoder.layers": (["hidden_states", "attention_mask"], ["hidden_states"]),

@@ -29,6 +29,7 @@ from .stack import TformerStack
 # folder, so every core module it needs transitively is imported here by name (tests/test_remote_code.py checks).
 from .attention import TformerAttention  # noqa: F401
 from .block import TformerBlock  # noqa: F401
+from .config_checks import check_config  # noqa: F401
 from .embeddings import TformerEmbeddings  # noqa: F401
 from .feed_forward import TformerFeedForward  # noqa: F401
 from .masks import self_attention_mask  # noqa: F401
