@@ -28,8 +28,8 @@ def _export_parser() -> argparse.ArgumentParser:
                         "projection included), every other attention as one com.microsoft.MultiHeadAttention node; "
                         "plain: the decomposed MatMul/Softmax graph")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
-    parser.add_argument("--quantize", action="store_true", help="also write model_quantized.onnx (INT8, CPU)")
-    parser.add_argument("--fp16", action="store_true", help="also write model_fp16.onnx (fp16, for CUDA)")
+    parser.add_argument("--quantize", action="store_true", help="also write an INT8 copy of every graph, *_quantized.onnx (CPU), with an accuracy report")
+    parser.add_argument("--fp16", action="store_true", help="also write an fp16 copy of every graph, *_fp16.onnx (for CUDA)")
     parser.add_argument("--force", action="store_true", help="replace an existing output folder")
     parser.add_argument("--no-validate", action="store_true", help="skip the ONNX Runtime check (not recommended)")
     return parser

@@ -14,10 +14,11 @@ from typing import Optional
 from hf_tformer_conversion.staging import check_destination, staged_folder
 
 from .onnx_configs import DEFAULT_OPSET, register, supported_tasks
+from .runtime import variant_name
 from .validate import FP32_ATOL, ValidationReport, quantization_report, validate_export
 
 ATTENTION_MODES = ("fused", "plain")
-QUANTIZED_FILE, FP16_FILE = "model_quantized.onnx", "model_fp16.onnx"
+QUANTIZED_FILE, FP16_FILE = variant_name("model.onnx", "quantized"), variant_name("model.onnx", "fp16")
 
 
 @dataclass
@@ -113,18 +114,17 @@ def export_onnx(checkpoint: str, destination: str, task: str, *, attention: str 
         model = _load_for_export(folder, task, attention)
         onnx_export_from_model(model, staging, task=task, opset=opset, do_validation=False)
         del model
-        graphs = sorted(p.name for p in staging.glob("*.onnx"))
-        single = graphs == ["model.onnx"]
-        if (quantize or fp16) and not single:
-            raise ValueError(f"--quantize / --fp16 apply to single-graph exports; {task} produced {graphs}.")
-        if quantize:
-            quantize_int8(staging / "model.onnx", staging / QUANTIZED_FILE)
-        if fp16:
-            convert_fp16(staging / "model.onnx", staging / FP16_FILE)
+        # Every graph (encoder and decoders of seq2seq exports too) except optimum's merged decoder: its two
+        # branches live in an If node's subgraphs, which dynamic quantization leaves untouched. ORTModelForSeq2SeqLM
+        # runs the separate decoder and decoder-with-past graphs of a variant instead.
+        graphs = sorted(p.name for p in staging.glob("*.onnx") if "_merged" not in p.name)
+        for wanted, variant, make in ((quantize, "quantized", quantize_int8), (fp16, "fp16", convert_fp16)):
+            for graph in graphs if wanted else ():
+                make(staging / graph, staging / variant_name(graph, variant))
         report.files = sorted(p.name for p in staging.glob("*.onnx"))
         report.node_counts = {name: count_nodes(staging / name) for name in report.files}
         if validate:
             report.validation.append(validate_export(folder, staging, task, atol=atol))
             if quantize:
-                report.quantization = quantization_report(staging, task, QUANTIZED_FILE)
+                report.quantization = quantization_report(staging, task)
     return report

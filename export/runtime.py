@@ -54,9 +54,27 @@ def resolve_provider(device: str) -> str:
     return "CPUExecutionProvider"
 
 
-def load_ort_model(folder: str | Path, task: str, device: str = "cpu", file_name: Optional[str] = None,
-                   **kwargs):
-    """The optimum ORTModel for `task` over an export folder (our configs registered, remote config code trusted)."""
+def variant_name(graph: str, variant: Optional[str]) -> str:
+    """`decoder_model.onnx` + "quantized" -> `decoder_model_quantized.onnx` (optimum's naming); None keeps it."""
+    return graph if variant is None else graph.replace(".onnx", f"_{variant}.onnx")
+
+
+def _file_names(folder: Path, task: str, variant: Optional[str]) -> dict[str, str]:
+    """The file-name arguments that point an ORTModel at one variant of every graph in the folder."""
+    if variant is None:
+        return {}
+    if not task.startswith("text2text"):
+        return {"file_name": variant_name("model.onnx", variant)}
+    names = {"encoder_file_name": "encoder_model.onnx", "decoder_file_name": "decoder_model.onnx",
+             "decoder_with_past_file_name": "decoder_with_past_model.onnx"}
+    return {argument: variant_name(graph, variant) for argument, graph in names.items()
+            if (folder / variant_name(graph, variant)).exists()}
+
+
+def load_ort_model(folder: str | Path, task: str, device: str = "cpu", variant: Optional[str] = None, **kwargs):
+    """The optimum ORTModel for `task` over an export folder (our configs registered, remote config code trusted).
+
+    variant: None for the fp32 graphs, "quantized" or "fp16" for the `*_quantized.onnx` / `*_fp16.onnx` ones."""
     import optimum.onnxruntime as ort_models
 
     from .onnx_configs import register
@@ -65,7 +83,7 @@ def load_ort_model(folder: str | Path, task: str, device: str = "cpu", file_name
     if task not in ORT_CLASSES:
         raise ValueError(f"task={task!r} has no ONNX Runtime model class; expected one of {sorted(ORT_CLASSES)}.")
     provider = resolve_provider(device)
-    extra = {"file_name": file_name} if file_name else {}
+    extra = _file_names(Path(folder), task, variant)
     if provider == "CUDAExecutionProvider":
         extra["use_io_binding"] = True
     if task in ("text-generation", "text2text-generation"):  # exported without past: no cache to reuse

@@ -85,17 +85,17 @@ def _greedy(model, inputs: dict, use_cache: bool) -> torch.Tensor:
                           use_cache=use_cache)
 
 
-def validate_export(checkpoint: str | Path, folder: str | Path, task: str, file_name: Optional[str] = None,
-                    atol: float = FP32_ATOL, seed: int = 1234) -> ValidationReport:
+def validate_export(checkpoint: str | Path, folder: str | Path, task: str, atol: float = FP32_ATOL,
+                    seed: int = 1234) -> ValidationReport:
     """Raise ValueError when ONNX Runtime and PyTorch disagree beyond `atol` or in greedy tokens."""
     import transformers
 
     reference = getattr(transformers, _AUTO_CLASSES[task]).from_pretrained(str(checkpoint), trust_remote_code=True)
     reference.eval()
-    exported = load_ort_model(folder, task, file_name=file_name)
+    exported = load_ort_model(folder, task)
     inputs = _inputs(reference.config, task, seed)
     worst, _ = _compare(*run_both(reference, exported, task, inputs), task, inputs["attention_mask"])
-    name = file_name or "model.onnx"
+    name = "every graph" if task.startswith("text2text") else "model.onnx"
     if worst > atol:
         raise ValueError(f"validation failed for {name}: ONNX Runtime vs PyTorch max |diff| = {worst:.3e} > "
                          f"{atol:.0e}; nothing was written.")
@@ -109,10 +109,10 @@ def validate_export(checkpoint: str | Path, folder: str | Path, task: str, file_
     return ValidationReport(name, worst, greedy)
 
 
-def quantization_report(folder: str | Path, task: str, file_name: str, seed: int = 1234) -> ValidationReport:
-    """How far the quantized export is from the fp32 export: max-abs and argmax agreement (no threshold)."""
+def quantization_report(folder: str | Path, task: str, seed: int = 1234) -> ValidationReport:
+    """How far the INT8 graphs are from the fp32 ones: max-abs and argmax agreement (no threshold)."""
     fp32 = load_ort_model(folder, task)
-    quantized = load_ort_model(folder, task, file_name=file_name)
+    quantized = load_ort_model(folder, task, variant="quantized")
     inputs = _inputs(fp32.config, task, seed)
     worst, agreement = _compare(*run_both(fp32, quantized, task, inputs), task, inputs["attention_mask"])
-    return ValidationReport(file_name, worst, agreement=agreement)
+    return ValidationReport("INT8 graphs", worst, agreement=agreement)

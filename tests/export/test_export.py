@@ -132,6 +132,26 @@ def test_int8_and_fp16_variants(tmp_path, hf_home, capsys):
     assert report.node_counts[QUANTIZED_FILE].get("QAttention", 0) == 2  # the packed q/k/v weights quantized too
 
 
+def test_int8_and_fp16_for_every_graph_of_a_seq2seq_export(tmp_path, hf_home):
+    import onnx
+
+    folder = save(tmp_path, "encoder_decoder", ht.TformerEncoderDecoderForConditionalGeneration)
+    report = export_onnx(str(folder), str(tmp_path / "onnx"), "text2text-generation-with-past", quantize=True,
+                         fp16=True)
+    fp32 = [name for name in report.files if not name.endswith(("_quantized.onnx", "_fp16.onnx", "_merged.onnx"))]
+    assert set(fp32) == {"encoder_model.onnx", "decoder_model.onnx", "decoder_with_past_model.onnx"}
+    assert set(report.files) - {"decoder_model_merged.onnx"} == {
+        n.replace(".onnx", s) for n in fp32 for s in (".onnx", "_quantized.onnx", "_fp16.onnx")}
+    assert all(report.node_counts[n.replace(".onnx", "_quantized.onnx")].get("DynamicQuantizeLinear") for n in fp32)
+    assert report.quantization.agreement >= 0.9 and report.quantization.max_abs_diff < 0.5
+    quantized = load_ort_model(tmp_path / "onnx", "text2text-generation-with-past", variant="quantized")
+    assert quantized.encoder.path.name == "encoder_model_quantized.onnx"
+    source = torch.randint(3, 90, (2, 6))
+    assert quantized.generate(source, max_new_tokens=4, do_sample=False).shape == (2, 5)
+    encoder_fp16 = onnx.load(str(tmp_path / "onnx" / "encoder_model_fp16.onnx"))
+    assert any(init.data_type == onnx.TensorProto.FLOAT16 for init in encoder_fp16.graph.initializer)
+
+
 def test_ort_models_run_in_pipelines(tmp_path, hf_home):
     import transformers
     from toy_tokenizer import train_tokenizer
