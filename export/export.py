@@ -15,6 +15,7 @@ from hf_tformer_conversion.staging import check_destination, staged_folder
 
 from .onnx_configs import DEFAULT_OPSET, register, supported_tasks
 from .runtime import variant_name
+from .tied_head import gemms_to_matmuls, share_tied_lm_head
 from .validate import FP32_ATOL, ValidationReport, quantization_report, validate_export
 
 ATTENTION_MODES = ("fused", "plain")
@@ -65,6 +66,7 @@ def _load_for_export(checkpoint: Path, task: str, attention: str):
         register_fused_attention()
         kwargs["attn_implementation"] = ATTN_IMPLEMENTATION
     model = TasksManager.get_model_from_task(task, str(checkpoint), trust_remote_code=True, framework="pt", **kwargs)
+    share_tied_lm_head(model)  # one initializer for a tied embedding / LM head, not two
     if attention == "fused":
         from .packed_attention import pack_self_attention
 
@@ -78,8 +80,10 @@ def quantize_int8(source: Path, target: Path) -> None:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    model = onnx.load(str(source))
+    gemms_to_matmuls(model)  # the tied LM head (a Gemm, see tied_head.py) gets quantized too
     # DefaultTensorType: shape inference cannot type the outputs of com.microsoft ops (fused attention, layer norms)
-    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Attention"],
+    quantize_dynamic(model, str(target), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Attention"],
                      extra_options={"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT})
 
 

@@ -259,3 +259,26 @@ def test_a_converted_t5_exports_with_its_relative_bias_and_generates_the_same_to
     # the bias differs per head and query, so no self attention is packed; all attention is MultiHeadAttention
     assert report.node_counts["encoder_model.onnx"].get("MultiHeadAttention") == 2
     assert not any(counts.get("Attention") for counts in report.node_counts.values())
+
+
+@pytest.mark.parametrize("variant, model_class, task", [
+    ("encoder", ht.TformerEncoderForMaskedLM, "fill-mask"),
+    ("decoder", ht.TformerDecoderForCausalLM, "text-generation-with-past"),
+    ("encoder_decoder", ht.TformerEncoderDecoderForConditionalGeneration, "text2text-generation"),
+], ids=["encoder", "decoder", "encoder_decoder"])
+def test_a_tied_lm_head_is_stored_once_and_still_quantized(tmp_path, hf_home, variant, model_class, task):
+    import onnx
+    from onnx import numpy_helper
+
+    folder = save(tmp_path, variant, model_class, vocab_size=3000)  # the vocabulary dominates the weights
+    model = model_class.from_pretrained(folder)
+    parameter_bytes = sum(p.numel() * 4 for p in model.parameters())  # tied weights counted once
+    quantize = variant != "encoder_decoder"
+    report = export_onnx(str(folder), str(tmp_path / "onnx"), task, quantize=quantize)
+    graph = "decoder_model.onnx" if variant == "encoder_decoder" else "model.onnx"
+    stored = sum(numpy_helper.to_array(init).nbytes
+                 for init in onnx.load(str(tmp_path / "onnx" / graph)).graph.initializer)
+    assert stored <= 1.02 * parameter_bytes  # a second (transposed) copy of the 3000-row table would be +~70%
+    if quantize:  # the shared head is a Gemm, which INT8 rewrites to a quantizable MatMul
+        fp32, int8 = report.node_counts["model.onnx"], report.node_counts[QUANTIZED_FILE]
+        assert fp32.get("Gemm") == 1 and int8.get("MatMulInteger") == fp32.get("MatMul", 0) + 1
