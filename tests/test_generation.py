@@ -70,13 +70,24 @@ def test_text_streamer_prints_the_generated_text(capsys):
     assert printed.strip() == tokenizer.decode(out[0]).strip()
 
 
-def test_static_cache_under_torch_compile_matches_dynamic_cache():
+# inductor's CPU inference recipe that README and bench/generation.py recommend for decoding on CPU.
+CPU_RECIPE = {"freezing": True, "max_autotune": True, "max_autotune_gemm_backends": "CPP,ATEN", "cpp_wrapper": True}
+
+
+@pytest.mark.parametrize("inductor_options", [
+    pytest.param({}, id="defaults"),
+    # ~100 s cold on 2 cores, all of it torch's compiler: once per CI run, in the 4.57 suite.
+    pytest.param(CPU_RECIPE, id="cpu-recipe", marks=pytest.mark.once),
+])
+def test_static_cache_under_torch_compile_matches_dynamic_cache(inductor_options):
+    torch._dynamo.reset()
     model = causal_lm(position_embedding_type="rotary", num_key_value_heads=2)
     ids = random_ids(1, 6)
     kwargs = dict(attention_mask=torch.ones_like(ids), max_new_tokens=5, do_sample=False, pad_token_id=0)
     dynamic = model.generate(ids, **kwargs)
     model.forward = torch.compile(model.forward, dynamic=False)
-    compiled = model.generate(ids, cache_implementation="static", **kwargs)
+    with torch._inductor.config.patch(inductor_options):  # read when the first call compiles
+        compiled = model.generate(ids, cache_implementation="static", **kwargs)
     assert torch.equal(compiled, dynamic)
 
 
