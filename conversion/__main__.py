@@ -1,10 +1,11 @@
-"""python -m hf_tformer_conversion SOURCE DEST [--to-native MODEL_TYPE] [--force] [--allow-pickle] [--no-verify]
-[--no-progress]"""
+"""python -m hf_tformer_conversion SOURCE DEST [--to-native MODEL_TYPE] [--dtype auto|float32|bfloat16|float16]
+[--force] [--allow-pickle] [--no-verify] [--no-progress]"""
 
 import argparse
 import sys
 
 from .convert import convert
+from .dtypes import DTYPE_CHOICES
 from .reverse import to_native
 from .sources import SOURCES
 
@@ -22,6 +23,9 @@ def main(argv=None) -> int:
     parser.add_argument("--allow-pickle", action="store_true", help="accept pytorch_model.bin (loaded weights_only)")
     parser.add_argument("--no-verify", action="store_true", help="skip the parity gate (not recommended)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs, CI)")
+    parser.add_argument("--dtype", choices=DTYPE_CHOICES, default="auto",
+                        help="dtype of the written weights; 'auto' (default) keeps the source's own. Parity is "
+                        "always checked in float32")
     parser.add_argument("--to-native", metavar="MODEL_TYPE", choices=sorted(SOURCES),
                         help="the way back: SOURCE is an hf_tformer checkpoint, written to DEST as the native "
                         "transformers class of MODEL_TYPE (where the config maps; same parity gate)")
@@ -29,21 +33,22 @@ def main(argv=None) -> int:
     if args.to_native:
         try:
             back = to_native(args.source, args.destination, args.to_native, force=args.force,
-                             verify=not args.no_verify)
+                             verify=not args.no_verify, dtype=args.dtype)
         except ValueError as error:
             print(f"error: {error}", file=sys.stderr)
             return 1
-        print(f"wrote {back.architecture} -> {back.destination}" + (
+        print(f"wrote {back.architecture} ({back.dtype}) -> {back.destination}" + (
             "" if back.parity is None else f"; parity: max |diff| {back.parity.max_abs_diff:.2e}"))
         return 0
     try:
         report = convert(args.source, args.destination, force=args.force, allow_pickle=args.allow_pickle,
-                         verify=not args.no_verify, progress=not args.no_progress)
+                         verify=not args.no_verify, progress=not args.no_progress, dtype=args.dtype)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     parity = report.parity
-    print(f"converted {report.architecture} -> {report.target_class}: {report.tensors} tensors -> {report.destination}")
+    print(f"converted {report.architecture} -> {report.target_class}: {report.tensors} tensors ({report.dtype}) "
+          f"-> {report.destination}")
     if parity is not None:
         print(f"parity: max |diff| {parity.max_abs_diff:.2e}" + (
             "" if parity.greedy_identical is None else f", greedy tokens identical: {parity.greedy_identical}"))

@@ -15,6 +15,7 @@ from typing import Optional
 import torch
 from tqdm.auto import tqdm
 
+from .dtypes import check_dtype_name, majority_dtype, resolve_dtype
 from .keymap import convert_state_dict
 from .sources import SOURCES, Source
 from .staging import check_destination, staged_folder
@@ -31,6 +32,7 @@ class ConversionReport:
     architecture: str
     target_class: str
     tensors: int
+    dtype: str = "float32"
     parity: Optional[ParityReport] = None
     carried: list[str] = field(default_factory=list)
     notes: str = ""
@@ -104,10 +106,13 @@ def _expected_keys(model: torch.nn.Module) -> tuple[dict[str, tuple[int, ...]], 
 
 
 def convert(source: str, destination: str, *, force: bool = False, allow_pickle: bool = False,
-            verify: bool = True, progress: bool = True) -> ConversionReport:
-    """Convert `source` into an hf_tformer checkpoint at `destination`; raise ValueError on any mismatch."""
+            verify: bool = True, progress: bool = True, dtype: str = "auto") -> ConversionReport:
+    """Convert `source` into an hf_tformer checkpoint at `destination`; raise ValueError on any mismatch.
+
+    dtype: what the weights are written in: "auto" (the source's own), "float32", "bfloat16" or "float16"."""
     out = Path(destination)
     check_destination(out, force)
+    check_dtype_name(dtype)
     folder = resolve_source(source)
     config_dict, family, architecture = read_config(folder)
     target_class = family.target_class(architecture)
@@ -125,9 +130,10 @@ def convert(source: str, destination: str, *, force: bool = False, allow_pickle:
         on_tensor=lambda key: bar.update(1),
     )
     bar.close()
+    written_dtype = resolve_dtype(dtype, majority_dtype(converted.values()))
     # The converted tensors become the parameters (assign=True on a meta skeleton): no random init, no second copy.
     model = skeleton
-    # fp32 like the reference the parity gate compares with (a half-precision source is written as fp32).
+    # fp32 like the reference the parity gate compares with; cast to the written dtype after the gate.
     loaded = model.load_state_dict({k[len(prefix):]: v.float() if v.is_floating_point() else v
                                     for k, v in converted.items()}, strict=False, assign=True)
     tensors = len(converted)
@@ -140,16 +146,19 @@ def convert(source: str, destination: str, *, force: bool = False, allow_pickle:
         raise ValueError(f"internal error: tensors left uninitialised after conversion: {still_meta[:8]}")
     model.eval()
     report = ConversionReport(str(source), str(out), architecture, target_class.__name__, tensors,
-                              notes=family.notes)
+                              dtype=str(written_dtype).removeprefix("torch."), notes=family.notes)
     if verify:
         # The reference reads the same lazily mapped tensors we converted from: one mapping of the file, not two.
         reference_class = family.reference_class(architecture)
         reference = reference_class.from_pretrained(
             None, config=reference_class.config_class.from_pretrained(folder),
-            state_dict={key: weights[key] for key in keys}, attn_implementation="eager").eval()
+            state_dict={key: weights[key] for key in keys}, attn_implementation="eager",
+            dtype=torch.float32,  # transformers 5 would otherwise keep a half-precision source's dtype ("auto")
+        ).eval()
         report.parity = check_parity(reference, model)  # raises ValueError when the outputs differ
         del reference  # before saving, which holds a serialized copy
         gc.collect()
+    model.to(written_dtype)  # exact for the source's own dtype: its values were only upcast
     with staged_folder(out, force) as staging:
         model.save_pretrained(staging)
         report.carried = carry_files(folder, staging)
@@ -182,6 +191,7 @@ def _write_model_card(folder: Path, report: ConversionReport, source_config: dic
         f"---\nlibrary_name: transformers\npipeline_tag: {tag}\nbase_model: {report.source}\ntags:\n- hf_tformer\n"
         f"- converted\n---\n\n# {report.target_class} converted from {report.architecture}\n\n"
         f"Converted by hf_tformer from `{report.source}` ({source_config.get('model_type')}). Load with\n"
-        f"`AutoModel*.from_pretrained(path, trust_remote_code=True)`.\n\nParity with the source: {figures}.\n"
+        f"`AutoModel*.from_pretrained(path, trust_remote_code=True)`.\n\nParity with the source (in float32): "
+        f"{figures}. Weights stored as {report.dtype}.\n"
         + (f"\nNote: {report.notes}\n" if report.notes else "")
     )

@@ -18,6 +18,7 @@ import torch
 import hf_tformer as ht
 
 from .convert import carry_files
+from .dtypes import check_dtype_name, checkpoint_dtype, resolve_dtype
 from .sources import SOURCES, Source
 from .staging import check_destination, staged_folder
 from .verify import ParityReport, check_parity
@@ -39,6 +40,7 @@ class ReverseReport:
     source: str
     destination: str
     architecture: str
+    dtype: str = "float32"
     parity: Optional[ParityReport] = None
 
 
@@ -102,10 +104,13 @@ def restore_state_dict(native: torch.nn.Module, ours: torch.nn.Module, family: S
 
 
 def to_native(checkpoint: str, destination: str, model_type: str, *, force: bool = False,
-              verify: bool = True) -> ReverseReport:
-    """Write the hf_tformer checkpoint at `checkpoint` as a native `model_type` checkpoint (no remote code)."""
+              verify: bool = True, dtype: str = "auto") -> ReverseReport:
+    """Write the hf_tformer checkpoint at `checkpoint` as a native `model_type` checkpoint (no remote code).
+
+    dtype: what the weights are written in: "auto" (the checkpoint's own), "float32", "bfloat16" or "float16"."""
     out, folder = Path(destination), Path(checkpoint)
     check_destination(out, force)
+    check_dtype_name(dtype)
     if model_type not in SOURCES:
         raise ValueError(f"model_type={model_type!r} is not supported; supported: {sorted(SOURCES)}.")
     config_path = folder / "config.json"
@@ -117,7 +122,8 @@ def to_native(checkpoint: str, destination: str, model_type: str, *, force: bool
     our_class = getattr(ht, (config.architectures or [None])[0] or "", None)
     if our_class is None:
         raise ValueError(f"{folder}'s config.json names no hf_tformer class in `architectures`.")
-    ours = our_class.from_pretrained(folder).eval()
+    written_dtype = resolve_dtype(dtype, checkpoint_dtype(folder))
+    ours = our_class.from_pretrained(folder, dtype=torch.float32).eval()  # verified in fp32, like the native side
     architecture = _native_class_name(family, model_type, our_class)
     native_config = _native_config(family, model_type, architecture, config)
     reference_class = family.reference_class(architecture)
@@ -130,9 +136,10 @@ def to_native(checkpoint: str, destination: str, model_type: str, *, force: bool
     native.load_state_dict(restore_state_dict(native, ours, family, native_config.to_dict()))
     if config.tie_word_embeddings:
         native.tie_weights()
-    report = ReverseReport(str(folder), str(out), architecture)
+    report = ReverseReport(str(folder), str(out), architecture, dtype=str(written_dtype).removeprefix("torch."))
     if verify:
         report.parity = check_parity(ours, native)  # raises ValueError when the outputs differ
+    native.to(written_dtype)
     with staged_folder(out, force) as staging:
         native.save_pretrained(staging)
         carry_files(folder, staging)
