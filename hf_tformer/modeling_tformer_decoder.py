@@ -97,6 +97,8 @@ class TformerDecoderModel(TformerDecoderPreTrainedModel):
 
 class TformerDecoderForCausalLM(TformerDecoderPreTrainedModel, TformerGenerationMixin):
     _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
+    # Vocabulary-sharded head, logits gathered on every rank (a style name both transformers 4.57 and 5.x know).
+    _tp_plan = {"lm_head": "colwise_rep"}
 
     def __init__(self, config: TformerDecoderConfig) -> None:
         super().__init__(config)

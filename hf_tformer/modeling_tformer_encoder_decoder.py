@@ -169,6 +169,8 @@ class TformerEncoderDecoderModel(TformerEncoderDecoderPreTrainedModel):
 
 class TformerEncoderDecoderForConditionalGeneration(TformerEncoderDecoderPreTrainedModel, TformerGenerationMixin):
     _tied_weights_keys = {"lm_head.weight": "model.shared.weight"}
+    # No vocabulary sharding of the tied head: transformers 5 vocab-shards only a base-model `embed_tokens`, not our
+    # `shared` table, whose lookups would then miss the other ranks' rows; 4.57 has no style naming it either.
 
     def __init__(self, config: TformerEncoderDecoderConfig) -> None:
         super().__init__(config)

@@ -82,3 +82,18 @@ class RelativePositionBias(nn.Module):
         buckets = relative_position_buckets(relative, bidirectional=self.bidirectional, num_buckets=self.num_buckets,
                                             max_distance=self.max_distance)
         return self.embeddings(buckets).permute(2, 0, 1).unsqueeze(0).to(dtype)  # (1, heads, query, key)
+
+
+def local_heads(query_weight: torch.Tensor, head_dim: int) -> slice:
+    """The heads this rank computes: all of them, or under tensor parallelism (the query projection sharded by
+    rows, a DTensor) this rank's chunk. Per-head tensors built outside the attention, like the relative-position
+    bias, are sliced with it; no transformers TP style shards an embedding's columns locally on both 4.57 and 5.x."""
+    rows = query_weight.shape[0]  # global rows for a DTensor
+    placement = getattr(query_weight, "placements", (None,))[0]
+    if placement is None or not placement.is_shard() or placement.dim not in (0, -query_weight.dim()):
+        return slice(0, rows // head_dim)
+    mesh = query_weight.device_mesh
+    per_rank = -(-rows // mesh.size())  # DTensor shards like torch.chunk: ceil(rows / ranks) each
+    start = min(mesh.get_local_rank() * per_rank, rows)
+    stop = min(start + per_rank, rows)
+    return slice(start // head_dim, stop // head_dim)

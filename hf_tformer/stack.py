@@ -24,7 +24,7 @@ from .masks import (
     validating_inputs,
 )
 from .norms import build_norm
-from .positions import RelativePositionBias, rotary_cos_sin
+from .positions import RelativePositionBias, local_heads, rotary_cos_sin
 
 
 class TformerStack(nn.Module):
@@ -109,8 +109,10 @@ class TformerStack(nn.Module):
                     f"position_embedding_type='relative' adds a bias to the attention scores, which "
                     f"attn_implementation={implementation!r} cannot take; use 'sdpa' or 'eager'."
                 )
+            bias = self.relative_position_bias(cache_position, kv_length, self_mask.dtype)  # (1, heads, query, key)
+            bias = bias[:, local_heads(self.layers[0].self_attn.q_proj.weight, self.config.head_dim)]
             # (batch, 1, query, key) + (1, heads, query, key) -> (batch, heads, query, key)
-            self_mask = self_mask + self.relative_position_bias(cache_position, kv_length, self_mask.dtype)
+            self_mask = self_mask + bias
         cross_mask = None
         if encoder_hidden_states is not None:
             if encoder_attention_mask is not None:
