@@ -34,9 +34,10 @@ def _probability(field: str, value: Any) -> None:
 
 
 # Tensor-parallel plan of the blocks, shared by every stack ("colwise" splits heads / hidden units across ranks).
-def block_tp_plan(stack: str) -> dict[str, str]:
+def block_tp_plan(stack: str, *, cross_attention: bool = False) -> dict[str, str]:
     plan = {}
-    for attn in ("self_attn", "cross_attn"):
+    # Only modules the stack has: transformers logs every rule that matches nothing.
+    for attn in ("self_attn", "cross_attn") if cross_attention else ("self_attn",):
         for proj in ("q_proj", "k_proj", "v_proj"):
             plan[f"{stack}.layers.*.{attn}.{proj}"] = "colwise"
         plan[f"{stack}.layers.*.{attn}.o_proj"] = "rowwise"

@@ -204,7 +204,7 @@ class TformerEncoderDecoderConfig(TformerConfig):
     model_type = "hf_tformer_encoder_decoder"
     keys_to_ignore_at_inference = ["past_key_values"]
     attribute_map = {"num_hidden_layers": "decoder_layers"}
-    base_model_tp_plan = {**block_tp_plan("encoder"), **block_tp_plan("decoder")}
+    base_model_tp_plan = {**block_tp_plan("encoder"), **block_tp_plan("decoder", cross_attention=True)}
     base_model_pp_plan = {
         "shared": (["input_ids"], ["inputs_embeds"]),
         "encoder.layers": (["hidden_states", "attention_mask"], ["hidden_states"]),
