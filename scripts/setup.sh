@@ -21,7 +21,7 @@ make_env() {  # make_env DIR CONSTRAINTS EXTRAS
   touch "$stamp"
 }
 
-make_env .venv constraints.txt onnx,dev
+make_env .venv constraints.txt onnx,dev,clients,demo
 if [ "${1:-}" != "--main-only" ]; then
-  make_env .venv5 constraints-v5.txt dev
+  make_env .venv5 constraints-v5.txt dev,clients
 fi
