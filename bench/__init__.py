@@ -1,0 +1,1 @@
+"""Side-by-side benchmarks against the native transformers models (results in BENCHMARKS.md)."""

@@ -1,0 +1,1 @@
+"""The one `hf-tformer` command: convert, export onnx, bench, demo."""

@@ -1,0 +1,1 @@
+"""The end-to-end demo (README command 1)."""
