@@ -16,6 +16,8 @@ import torch
 from tqdm.auto import tqdm
 
 from .dtypes import check_dtype_name, majority_dtype, resolve_dtype
+from .generation_settings import (carry_generation_config, check_generation_config, read_generation_config,
+                                  settings_summary)
 from .keymap import convert_state_dict
 from .sources import SOURCES, Source
 from .staging import check_destination, staged_folder
@@ -36,6 +38,8 @@ class ConversionReport:
     parity: Optional[ParityReport] = None
     carried: list[str] = field(default_factory=list)
     notes: str = ""
+    generation_settings: Optional[str] = None  # the source's own decoding settings, written to generation_config.json
+    generation_fields_unread: list[str] = field(default_factory=list)  # carried unchanged; generate() ignores them
 
 
 def resolve_source(source: str) -> Path:
@@ -117,6 +121,9 @@ def convert(source: str, destination: str, *, force: bool = False, allow_pickle:
     config_dict, family, architecture = read_config(folder)
     target_class = family.target_class(architecture)
     config = family.translate_config(config_dict)
+    # Read and checked before any work: a token id outside the vocabulary is refused here, nothing written.
+    generation_config = read_generation_config(folder, config_dict)
+    carried_unread = check_generation_config(generation_config, config.vocab_size)
     with torch.device("meta"):
         skeleton = target_class(config)
     expected, tied = _expected_keys(skeleton)
@@ -145,8 +152,12 @@ def convert(source: str, destination: str, *, force: bool = False, allow_pickle:
     if still_meta:
         raise ValueError(f"internal error: tensors left uninitialised after conversion: {still_meta[:8]}")
     model.eval()
+    carry_generation_config(model, generation_config)
     report = ConversionReport(str(source), str(out), architecture, target_class.__name__, tensors,
                               dtype=str(written_dtype).removeprefix("torch."), notes=family.notes)
+    if model.can_generate():
+        report.generation_settings = settings_summary(generation_config)
+        report.generation_fields_unread = carried_unread
     if verify:
         # The reference reads the same lazily mapped tensors we converted from: one mapping of the file, not two.
         reference_class = family.reference_class(architecture)
@@ -155,6 +166,7 @@ def convert(source: str, destination: str, *, force: bool = False, allow_pickle:
             state_dict={key: weights[key] for key in keys}, attn_implementation="eager",
             dtype=torch.float32,  # transformers 5 would otherwise keep a half-precision source's dtype ("auto")
         ).eval()
+        carry_generation_config(reference, generation_config)  # as from_pretrained(folder) would have it
         report.parity = check_parity(reference, model)  # raises ValueError when the outputs differ
         del reference  # before saving, which holds a serialized copy
         gc.collect()

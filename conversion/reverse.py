@@ -19,6 +19,7 @@ import hf_tformer as ht
 
 from .convert import carry_files
 from .dtypes import check_dtype_name, checkpoint_dtype, resolve_dtype
+from .generation_settings import carry_generation_config, check_generation_config, read_generation_config
 from .sources import SOURCES, Source
 from .staging import check_destination, staged_folder
 from .verify import ParityReport, check_parity
@@ -114,7 +115,8 @@ def to_native(checkpoint: str, destination: str, model_type: str, *, force: bool
     if model_type not in SOURCES:
         raise ValueError(f"model_type={model_type!r} is not supported; supported: {sorted(SOURCES)}.")
     config_path = folder / "config.json"
-    ours_type = json.loads(config_path.read_text()).get("model_type") if config_path.exists() else None
+    config_dict = json.loads(config_path.read_text()) if config_path.exists() else {}
+    ours_type = config_dict.get("model_type")
     if ours_type not in _OUR_CONFIGS:
         raise ValueError(f"{folder} is not an hf_tformer checkpoint (config.json model_type={ours_type!r}).")
     config = _OUR_CONFIGS[ours_type].from_pretrained(folder)
@@ -122,6 +124,8 @@ def to_native(checkpoint: str, destination: str, model_type: str, *, force: bool
     our_class = getattr(ht, (config.architectures or [None])[0] or "", None)
     if our_class is None:
         raise ValueError(f"{folder}'s config.json names no hf_tformer class in `architectures`.")
+    generation_config = read_generation_config(folder, config_dict)
+    check_generation_config(generation_config, config.vocab_size)
     written_dtype = resolve_dtype(dtype, checkpoint_dtype(folder))
     ours = our_class.from_pretrained(folder, dtype=torch.float32).eval()  # verified in fp32, like the native side
     architecture = _native_class_name(family, model_type, our_class)
@@ -134,6 +138,8 @@ def to_native(checkpoint: str, destination: str, model_type: str, *, force: bool
         # transformers 5 ties T5's head whatever the config says; ours is untied, so the native one must be too
         output.weight = torch.nn.Parameter(output.weight.detach().clone())
     native.load_state_dict(restore_state_dict(native, ours, family, native_config.to_dict()))
+    for model in (ours, native):  # both decode under the checkpoint's own settings, in the gate and after saving
+        carry_generation_config(model, generation_config)
     if config.tie_word_embeddings:
         native.tie_weights()
     report = ReverseReport(str(folder), str(out), architecture, dtype=str(written_dtype).removeprefix("torch."))

@@ -5,13 +5,21 @@ from typing import Optional
 
 import torch
 
+from .generation_settings import differing_settings, settings_summary
+
 FP32_TOLERANCE = 1e-5
+# The gate decodes under the checkpoint's own settings (beam search included) for at most this many new tokens, so
+# a large checkpoint's max_length (BART-CNN: 142, 4 beams) does not make the gate slow; every other setting is kept.
+OWN_SETTINGS_MAX_NEW_TOKENS = 32
 
 
 @dataclass
 class ParityReport:
     max_abs_diff: float
     greedy_identical: Optional[bool]
+    # generate() with no arguments, i.e. under each model's generation_config (the source's own settings)
+    own_settings_identical: Optional[bool] = None
+    generation_settings: Optional[str] = None  # those settings, as settings_summary() shows them
 
 
 def _random_inputs(config, batch: int = 2, length: int = 12, seed: int = 0) -> dict:
@@ -55,4 +63,41 @@ def check_parity(reference: torch.nn.Module, converted: torch.nn.Module) -> Pari
         greedy = torch.equal(reference.generate(prompt, **kwargs), converted.generate(prompt, **kwargs))
         if not greedy:
             raise ValueError("parity check failed: greedy tokens differ; nothing was written.")
+        report = ParityReport(difference, greedy, generation_settings=settings_summary(converted.generation_config))
+        report.own_settings_identical = _same_generation_under_own_settings(reference, converted, inputs)
+        if not report.own_settings_identical:
+            differing = differing_settings(reference.generation_config, converted.generation_config)
+            raise ValueError("parity check failed: generate() under the checkpoint's own generation settings "
+                             f"({settings_summary(reference.generation_config)}) gives different tokens"
+                             + (f"; the settings differ (source vs converted): {'; '.join(differing)}" if differing
+                                else "") + "; nothing was written.")
+        return report
     return ParityReport(difference, greedy)
+
+
+def _length_caps(generation_config, prompt_length: int) -> dict:
+    """Cap the new tokens at OWN_SETTINGS_MAX_NEW_TOKENS (min_length clipped to fit); {} when already within."""
+    wanted = generation_config.max_new_tokens
+    if wanted is None and generation_config.max_length is not None:  # None (transformers 5): generate()'s 20
+        wanted = generation_config.max_length - prompt_length
+    if wanted is None or wanted <= OWN_SETTINGS_MAX_NEW_TOKENS:
+        return {}
+    return {"max_new_tokens": OWN_SETTINGS_MAX_NEW_TOKENS,
+            "min_length": min(generation_config.min_length or 0, prompt_length + OWN_SETTINGS_MAX_NEW_TOKENS)}
+
+
+def _same_generation_under_own_settings(reference: torch.nn.Module, converted: torch.nn.Module,
+                                        inputs: dict) -> bool:
+    """Both models decode with their own generation_config (forced tokens, beams, n-gram blocking, ...): a padded
+    batch of two for an encoder-decoder, one prompt for a decoder (no left padding to agree on). Sampling settings
+    draw from the same seed on both sides."""
+    rows = slice(None) if converted.config.is_encoder_decoder else slice(0, 1)
+    prompt = {name: tensor[rows] for name, tensor in inputs.items()}
+    prompt_length = 0 if converted.config.is_encoder_decoder else prompt["input_ids"].shape[1]
+    caps = _length_caps(converted.generation_config, prompt_length)
+    outputs = []
+    for model in (reference, converted):
+        torch.manual_seed(0)
+        output = model.generate(**prompt, **caps)
+        outputs.append(output if isinstance(output, torch.Tensor) else output.sequences)
+    return outputs[0].shape == outputs[1].shape and torch.equal(*outputs)

@@ -37,7 +37,7 @@ def common_fields(config: dict, **mapping: str) -> dict:
     """Copy fields that keep their meaning, renaming where the source names them differently (ours=theirs)."""
     out = {ours: config[theirs] for ours, theirs in mapping.items() if config.get(theirs) is not None}
     for name in ("vocab_size", "pad_token_id", "bos_token_id", "eos_token_id", "initializer_range", "id2label",
-                 "label2id", "problem_type", "tie_word_embeddings"):
+                 "label2id", "problem_type", "tie_word_embeddings", "task_specific_params"):
         if config.get(name) is not None:
             out.setdefault(name, config[name])
     if "id2label" in out:
@@ -49,7 +49,11 @@ def carried_fields(config: ht.TformerConfig) -> dict:
     """The fields every native config takes under the same name (the way back of `common_fields`)."""
     names = ("vocab_size", "pad_token_id", "bos_token_id", "eos_token_id", "initializer_range",
              "tie_word_embeddings", "problem_type", "id2label", "label2id")
-    return {name: getattr(config, name) for name in names}
+    fields = {name: getattr(config, name) for name in names}
+    # pipelines' per-task settings (BART, T5, GPT-2 have them); transformers 5 keeps the field only where it is set
+    if getattr(config, "task_specific_params", None) is not None:
+        fields["task_specific_params"] = config.task_specific_params
+    return fields
 
 
 def plain_activation(config: ht.TformerConfig, family: str) -> str:
