@@ -19,6 +19,7 @@ from .dtypes import check_dtype_name, majority_dtype, resolve_dtype
 from .generation_settings import (carry_generation_config, check_generation_config, read_generation_config,
                                   settings_summary)
 from .keymap import convert_state_dict
+from .model_card import ModelCardFacts, hub_repo_id, pipeline_tag_and_auto_class, write_model_card
 from .sources import SOURCES, Source
 from .staging import check_destination, staged_folder
 from .verify import ParityReport, check_parity
@@ -189,21 +190,27 @@ def carry_files(source: Path, destination: Path) -> list[str]:
 
 
 def _write_model_card(folder: Path, report: ConversionReport, source_config: dict) -> None:
-    tag = {"TformerEncoderForMaskedLM": "fill-mask", "TformerEncoderForSequenceClassification": "text-classification",
-           "TformerEncoderForTokenClassification": "token-classification",
-           "TformerEncoderForQuestionAnswering": "question-answering", "TformerDecoderForCausalLM": "text-generation",
-           "TformerDecoderForSequenceClassification": "text-classification",
-           "TformerEncoderDecoderForConditionalGeneration": "text2text-generation"}.get(report.target_class,
-                                                                                       "feature-extraction")
+    tag, auto_class = pipeline_tag_and_auto_class(report.target_class)
     parity = report.parity
-    figures = "not verified" if parity is None else (
-        f"max |Δ| = {parity.max_abs_diff:.2e} on random padded inputs"
-        + ("" if parity.greedy_identical is None else f"; greedy tokens identical: {parity.greedy_identical}"))
-    (folder / "README.md").write_text(
-        f"---\nlibrary_name: transformers\npipeline_tag: {tag}\nbase_model: {report.source}\ntags:\n- hf_tformer\n"
-        f"- converted\n---\n\n# {report.target_class} converted from {report.architecture}\n\n"
-        f"Converted by hf_tformer from `{report.source}` ({source_config.get('model_type')}). Load with\n"
-        f"`AutoModel*.from_pretrained(path, trust_remote_code=True)`.\n\nParity with the source (in float32): "
-        f"{figures}. Weights stored as {report.dtype}.\n"
-        + (f"\nNote: {report.notes}\n" if report.notes else "")
-    )
+    figures = ["not verified (converted with --no-verify)"] if parity is None else [
+        f"max |Δ| = {parity.max_abs_diff:.2e} against the source on random padded inputs, in float32 (gate: 1e-5)"]
+    if parity is not None and parity.greedy_identical is not None:
+        figures.append(f"greedy tokens identical: {parity.greedy_identical}")
+    if parity is not None and parity.own_settings_identical is not None:
+        figures.append(f"generate() under the checkpoint's own settings ({parity.generation_settings}) gives "
+                       f"identical tokens: {parity.own_settings_identical}")
+    notes = [report.notes] if report.notes else []
+    if report.generation_fields_unread:
+        notes.append(f"generation_config fields transformers does not read, carried unchanged: "
+                     f"{', '.join(report.generation_fields_unread)}")
+    write_model_card(folder, ModelCardFacts(
+        title=f"{report.target_class} converted from {report.architecture}",
+        pipeline_tag=tag, base_model=hub_repo_id(report.source), tags=["converted", source_config["model_type"]],
+        summary=f"Converted by hf_tformer from `{report.source}` ({source_config['model_type']}, "
+                f"{report.architecture}): the same function on hf_tformer's shared Transformer core. Weights stored "
+                f"as {report.dtype} safetensors; the modeling code travels with them (remote code).",
+        figures=figures, notes=notes,
+        usage=f"import transformers\n\nmodel = transformers.{auto_class}.from_pretrained(\"PATH_OR_REPO_ID\", "
+              f"trust_remote_code=True)\n# pipeline: transformers.pipeline(\"{tag}\", model=\"PATH_OR_REPO_ID\", "
+              f"trust_remote_code=True)",
+    ))

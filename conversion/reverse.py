@@ -19,7 +19,9 @@ import hf_tformer as ht
 
 from .convert import carry_files
 from .dtypes import check_dtype_name, checkpoint_dtype, resolve_dtype
-from .generation_settings import carry_generation_config, check_generation_config, read_generation_config
+from .generation_settings import (carry_generation_config, check_generation_config, read_generation_config,
+                                  settings_summary)
+from .model_card import ModelCardFacts, card_base_model, hub_repo_id, pipeline_tag_and_auto_class, write_model_card
 from .sources import SOURCES, Source
 from .staging import check_destination, staged_folder
 from .verify import ParityReport, check_parity
@@ -149,4 +151,25 @@ def to_native(checkpoint: str, destination: str, model_type: str, *, force: bool
     with staged_folder(out, force) as staging:
         native.save_pretrained(staging)
         carry_files(folder, staging)
+        _write_model_card(staging, report, model_type, generation_config if native.can_generate() else None)
     return report
+
+
+def _write_model_card(folder: Path, report: ReverseReport, model_type: str, generation_config) -> None:
+    tag, auto_class = pipeline_tag_and_auto_class(report.architecture)
+    parity = report.parity
+    figures = ["not verified (written with --no-verify)"] if parity is None else [
+        f"max |Δ| = {parity.max_abs_diff:.2e} against the hf_tformer checkpoint on random padded inputs, in float32"]
+    if parity is not None and parity.own_settings_identical is not None:
+        figures.append(f"greedy tokens identical: {parity.greedy_identical}; generate() under the checkpoint's own "
+                       f"settings ({parity.generation_settings}) identical: {parity.own_settings_identical}")
+    source = Path(report.source)
+    write_model_card(folder, ModelCardFacts(
+        title=f"{report.architecture} converted back from hf_tformer",
+        pipeline_tag=tag, base_model=card_base_model(source) or hub_repo_id(report.source),
+        tags=["converted", model_type], figures=figures,
+        summary=f"The hf_tformer checkpoint `{report.source}` written as transformers' own {report.architecture} "
+                f"({model_type}): a plain checkpoint, no remote code. Weights stored as {report.dtype} safetensors."
+                + ("" if generation_config is None else f" Generation settings: {settings_summary(generation_config)}."),
+        usage=f"import transformers\n\nmodel = transformers.{auto_class}.from_pretrained(\"PATH_OR_REPO_ID\")",
+    ))

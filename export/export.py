@@ -13,6 +13,7 @@ from typing import Optional
 
 from hf_tformer_conversion.staging import check_destination, staged_folder
 
+from .model_card import write_export_card
 from .onnx_configs import DEFAULT_OPSET, register, supported_tasks
 from .runtime import variant_name
 from .tied_head import gemms_to_matmuls, share_tied_lm_head
@@ -131,4 +132,5 @@ def export_onnx(checkpoint: str, destination: str, task: str, *, attention: str 
             report.validation.append(validate_export(folder, staging, task, atol=atol))
             if quantize:
                 report.quantization = quantization_report(staging, task)
+        write_export_card(staging, folder, report)
     return report
