@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Optional
 
 MIB = 1024 * 1024
 
@@ -85,11 +86,12 @@ def run_child(*args: str) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: Optional[list[str]] = None, prog: Optional[str] = None) -> None:
+    """argv: the options (default sys.argv[1:]); prog: the command name in usage lines (`hf-tformer bench ...`)."""
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--layers", type=int, default=12, help="12 = BERT-base (~110M parameters)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     import torch
     from transformers import BertConfig, BertModel

@@ -9,6 +9,7 @@ hf_tformer / native, and the fraction of the matmul peak each reaches (the forwa
 import argparse
 import statistics
 import time
+from typing import Optional
 
 import torch
 from transformers import BertConfig, BertModel
@@ -64,13 +65,14 @@ def build_models():
     return native, ours
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: Optional[list[str]] = None, prog: Optional[str] = None) -> None:
+    """argv: the options (default sys.argv[1:]); prog: the command name in usage lines (`hf-tformer bench ...`)."""
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--dtypes", default="float32,bfloat16")
     parser.add_argument("--profile", action="store_true", help="print the top operators of each model")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     native, ours = build_models()
     ids = torch.randint(0, VOCAB, (BATCH, SEQ), generator=torch.Generator().manual_seed(0))

@@ -14,7 +14,7 @@ memory-bandwidth bound of a decoding step: at batch 1 every weight is read once 
 import argparse
 import statistics
 import time
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 import torch._inductor.config
@@ -108,12 +108,13 @@ def seq2seqs():
     return native, ours
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: Optional[list[str]] = None, prog: Optional[str] = None) -> None:
+    """argv: the options (default sys.argv[1:]); prog: the command name in usage lines (`hf-tformer bench ...`)."""
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--no-compile", action="store_true")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     generator = torch.Generator().manual_seed(0)
     print(f"torch {torch.__version__}, {args.threads} threads, greedy, batch 1, {NEW_TOKENS} new tokens, fp32")

@@ -13,6 +13,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
@@ -82,11 +83,15 @@ def build(work: Path) -> dict[str, Path]:
             "ours INT8 (fused + ORT optimizer)": work / "fused_opt_int8.onnx"}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: Optional[list[str]] = None, prog: Optional[str] = None) -> None:
+    """argv: the options (default sys.argv[1:]); prog: the command name in usage lines (`hf-tformer bench ...`)."""
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    from hf_tformer_export.__main__ import require_optimum_onnx
+
+    require_optimum_onnx()  # a clear ValueError in an environment without optimum-onnx
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
     from hf_tformer_export.export import count_nodes

@@ -1,22 +1,24 @@
 """python -m hf_tformer_conversion SOURCE DEST [--to-native MODEL_TYPE] [--dtype auto|float32|bfloat16|float16]
-[--force] [--allow-pickle] [--no-verify] [--no-progress]"""
+[--force] [--allow-pickle] [--no-verify] [--no-progress]   (the same as `hf-tformer convert ...`)
+
+`add_arguments` / `run` are the one implementation, used here and by the `hf-tformer` command (hf_tformer_cli).
+"""
 
 import argparse
 import sys
+from typing import Optional
 
 from .convert import convert
 from .dtypes import DTYPE_CHOICES
 from .reverse import to_native
 from .sources import SOURCES
 
+DESCRIPTION = ("Convert a transformers checkpoint (local folder or Hub repo id) into an hf_tformer checkpoint, or back "
+               f"with --to-native. Supported model types: {', '.join(sorted(SOURCES))}. The converted model must "
+               "reproduce the source's outputs (max |diff| <= 1e-5, identical greedy tokens) or nothing is written.")
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m hf_tformer_conversion",
-        description="Convert a transformers checkpoint (local folder or Hub repo id) into an hf_tformer checkpoint. "
-        f"Supported model types: {', '.join(sorted(SOURCES))}. The converted model must reproduce the source's "
-        "outputs (max |diff| <= 1e-5, identical greedy tokens) or nothing is written.",
-    )
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", help="checkpoint folder or Hub repo id (HF_HUB_OFFLINE=1 reads the cache only)")
     parser.add_argument("destination", help="output folder (written atomically)")
     parser.add_argument("--force", action="store_true", help="replace an existing destination")
@@ -29,7 +31,9 @@ def main(argv=None) -> int:
     parser.add_argument("--to-native", metavar="MODEL_TYPE", choices=sorted(SOURCES),
                         help="the way back: SOURCE is an hf_tformer checkpoint, written to DEST as the native "
                         "transformers class of MODEL_TYPE (where the config maps; same parity gate)")
-    args = parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
     if args.to_native:
         try:
             back = to_native(args.source, args.destination, args.to_native, force=args.force,
@@ -38,7 +42,9 @@ def main(argv=None) -> int:
             print(f"error: {error}", file=sys.stderr)
             return 1
         print(f"wrote {back.architecture} ({back.dtype}) -> {back.destination}" + (
-            "" if back.parity is None else f"; parity: max |diff| {back.parity.max_abs_diff:.2e}"))
+            "" if back.parity is None else f"; parity: max |diff| {back.parity.max_abs_diff:.2e}") + (
+            "" if back.encode_parity is None else f"; sentence-transformers encode() min cosine "
+            f"{back.encode_parity.min_cosine:.7f}"))
         return 0
     try:
         report = convert(args.source, args.destination, force=args.force, allow_pickle=args.allow_pickle,
@@ -52,11 +58,27 @@ def main(argv=None) -> int:
     if parity is not None:
         print(f"parity: max |diff| {parity.max_abs_diff:.2e}" + (
             "" if parity.greedy_identical is None else f", greedy tokens identical: {parity.greedy_identical}"))
+    if report.generation_settings is not None:
+        same = "" if parity is None or parity.own_settings_identical is None else (
+            f"; generate() under them gives identical tokens: {parity.own_settings_identical}")
+        print(f"generation settings carried: {report.generation_settings}{same}")
+    if report.generation_fields_unread:
+        print(f"generation_config fields carried unchanged (generate() does not read them): "
+              f"{', '.join(report.generation_fields_unread)}")
+    if report.encode_parity is not None:
+        print(f"sentence-transformers encode() parity: min cosine {report.encode_parity.min_cosine:.7f}, max |diff| "
+              f"{report.encode_parity.max_abs_diff:.2e} over {report.encode_parity.sentences} sentences")
     if report.notes:
         print(f"note: {report.notes}")
     if report.carried:
         print(f"carried over: {', '.join(report.carried)}")
     return 0
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m hf_tformer_conversion", description=DESCRIPTION)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

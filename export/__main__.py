@@ -3,23 +3,24 @@
 `hf-tformer optimum-cli ARGS...` registers our model types and then runs optimum's own CLI with ARGS, e.g.
 `hf-tformer optimum-cli export onnx --model ckpt --task fill-mask --trust-remote-code out/`: optimum-cli alone
 cannot export a model type it does not know.
+
+`add_arguments` / `run` are the one implementation of `export onnx`, used here and by the `hf-tformer` command
+(hf_tformer_cli). Building the parser imports no optimum; running checks for optimum-onnx first.
 """
 
 import argparse
 import sys
 from typing import Optional
 
-from .export import ATTENTION_MODES, export_onnx
-from .onnx_configs import DEFAULT_OPSET, TASKS, register
+from .tasks import ATTENTION_MODES, DEFAULT_OPSET, TASKS
+
+DESCRIPTION = ("Export an hf_tformer checkpoint to ONNX through optimum and validate it with ONNX Runtime (max |diff| "
+               "<= 1e-4 and identical greedy tokens, or nothing is written). Needs optimum-onnx (the transformers "
+               "4.57 environment). Tasks: " + "; ".join(f"{model_type}: {', '.join(tasks)}"
+                                                       for model_type, tasks in TASKS.items()) + ".")
 
 
-def _export_parser() -> argparse.ArgumentParser:
-    valid = "; ".join(f"{model_type}: {', '.join(tasks)}" for model_type, tasks in TASKS.items())
-    parser = argparse.ArgumentParser(
-        prog="hf-tformer export onnx",
-        description=f"Export an hf_tformer checkpoint to ONNX through optimum and validate it with ONNX Runtime "
-        f"(max |diff| <= 1e-4 and identical greedy tokens, or nothing is written). Tasks: {valid}.",
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="a saved hf_tformer checkpoint folder")
     parser.add_argument("output", help="output folder (written atomically)")
     parser.add_argument("--task", required=True, help="the task to export for (see above)")
@@ -28,18 +29,34 @@ def _export_parser() -> argparse.ArgumentParser:
                         "projection included), every other attention as one com.microsoft.MultiHeadAttention node; "
                         "plain: the decomposed MatMul/Softmax graph")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
-    parser.add_argument("--quantize", action="store_true", help="also write an INT8 copy of every graph, *_quantized.onnx (CPU), with an accuracy report")
-    parser.add_argument("--fp16", action="store_true", help="also write an fp16 copy of every graph, *_fp16.onnx (for CUDA)")
+    parser.add_argument("--quantize", action="store_true",
+                        help="also write an INT8 copy of every graph, *_quantized.onnx (CPU), with an accuracy report")
+    parser.add_argument("--fp16", action="store_true",
+                        help="also write an fp16 copy of every graph, *_fp16.onnx (for CUDA)")
     parser.add_argument("--force", action="store_true", help="replace an existing output folder")
     parser.add_argument("--no-validate", action="store_true", help="skip the ONNX Runtime check (not recommended)")
-    return parser
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs, CI)")
 
 
-def export_main(argv: list[str]) -> int:
-    args = _export_parser().parse_args(argv)
+def require_optimum_onnx() -> None:
+    """A ClientVersionError (a ValueError) that says where ONNX export runs, instead of an ImportError traceback."""
+    from hf_tformer_conversion.clients import ClientVersionError, require_client
+
     try:
+        require_client("optimum-onnx")
+    except ClientVersionError as error:
+        raise ClientVersionError(f"ONNX export needs optimum-onnx, which requires transformers < 4.58: run it in the "
+                                 f"transformers 4.57 environment (pip install 'hf-tformer[onnx]'). {error}") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        require_optimum_onnx()
+        from .export import export_onnx
+
         report = export_onnx(args.model, args.output, args.task, attention=args.attention, opset=args.opset,
-                             quantize=args.quantize, fp16=args.fp16, force=args.force, validate=not args.no_validate)
+                             quantize=args.quantize, fp16=args.fp16, force=args.force, validate=not args.no_validate,
+                             progress=not args.no_progress)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -57,23 +74,37 @@ def export_main(argv: list[str]) -> int:
     return 0
 
 
-def optimum_cli_main(argv: list[str]) -> int:
-    register()
+def run_optimum_cli(argv: list[str]) -> int:
+    """optimum's own CLI with `argv`, our model types registered first."""
+    try:
+        require_optimum_onnx()
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     from optimum.commands.optimum_cli import main as optimum_main
 
+    from .onnx_configs import register
+
+    register()
     sys.argv = ["optimum-cli", *argv]
     optimum_main()
     return 0
 
 
+def export_parser(prog: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=DESCRIPTION)
+    add_arguments(parser)
+    return parser
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["export"]:  # `hf-tformer export onnx ...`
+    if argv[:1] == ["export"]:  # `... export onnx ...`, as `hf-tformer export onnx` reads
         argv = argv[1:]
     if argv[:1] == ["onnx"]:
-        return export_main(argv[1:])
+        return run(export_parser("python -m hf_tformer_export onnx").parse_args(argv[1:]))
     if argv[:1] == ["optimum-cli"]:
-        return optimum_cli_main(argv[1:])
+        return run_optimum_cli(argv[1:])
     print(__doc__, file=sys.stderr)
     return 2
 

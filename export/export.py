@@ -16,10 +16,10 @@ from hf_tformer_conversion.staging import check_destination, staged_folder
 from .model_card import write_export_card
 from .onnx_configs import DEFAULT_OPSET, register, supported_tasks
 from .runtime import variant_name
+from .tasks import ATTENTION_MODES
 from .tied_head import gemms_to_matmuls, share_tied_lm_head
 from .validate import FP32_ATOL, ValidationReport, quantization_report, validate_export
 
-ATTENTION_MODES = ("fused", "plain")
 QUANTIZED_FILE, FP16_FILE = variant_name("model.onnx", "quantized"), variant_name("model.onnx", "fp16")
 
 
@@ -99,9 +99,12 @@ def convert_fp16(source: Path, target: Path) -> None:
 
 def export_onnx(checkpoint: str, destination: str, task: str, *, attention: str = "fused",
                 opset: int = DEFAULT_OPSET, quantize: bool = False, fp16: bool = False, force: bool = False,
-                validate: bool = True, atol: float = FP32_ATOL) -> ExportReport:
-    """Export `checkpoint` (an hf_tformer folder) for `task` into `destination`; raise ValueError on any failure."""
+                validate: bool = True, atol: float = FP32_ATOL, progress: bool = False) -> ExportReport:
+    """Export `checkpoint` (an hf_tformer folder) for `task` into `destination`; raise ValueError on any failure.
+
+    progress: a bar over the steps (load, export, variants, validate), for the command line."""
     from optimum.exporters.onnx import onnx_export_from_model
+    from tqdm.auto import tqdm
 
     out, folder = Path(destination), Path(checkpoint)
     check_destination(out, force)
@@ -115,22 +118,34 @@ def export_onnx(checkpoint: str, destination: str, task: str, *, attention: str 
         raise ValueError(f"attention={attention!r} is not supported; choose one of {list(ATTENTION_MODES)}.")
     register()
     report = ExportReport(str(out), task, attention)
-    with staged_folder(out, force) as staging:
+    steps = 2 + quantize + fp16 + validate + 1  # load, export, the variants, validate, model card
+    with staged_folder(out, force) as staging, tqdm(total=steps, unit="step", disable=not progress) as bar:
+        bar.set_description("load the model")
         model = _load_for_export(folder, task, attention)
+        bar.update()
+        bar.set_description("export with optimum")
         onnx_export_from_model(model, staging, task=task, opset=opset, do_validation=False)
+        bar.update()
         del model
         # Every graph (encoder and decoders of seq2seq exports too) except optimum's merged decoder: its two
         # branches live in an If node's subgraphs, which dynamic quantization leaves untouched. ORTModelForSeq2SeqLM
         # runs the separate decoder and decoder-with-past graphs of a variant instead.
         graphs = sorted(p.name for p in staging.glob("*.onnx") if "_merged" not in p.name)
         for wanted, variant, make in ((quantize, "quantized", quantize_int8), (fp16, "fp16", convert_fp16)):
-            for graph in graphs if wanted else ():
-                make(staging / graph, staging / variant_name(graph, variant))
+            if wanted:
+                bar.set_description(f"{variant} copies")
+                for graph in graphs:
+                    make(staging / graph, staging / variant_name(graph, variant))
+                bar.update()
         report.files = sorted(p.name for p in staging.glob("*.onnx"))
         report.node_counts = {name: count_nodes(staging / name) for name in report.files}
         if validate:
+            bar.set_description("validate with ONNX Runtime")
             report.validation.append(validate_export(folder, staging, task, atol=atol))
             if quantize:
                 report.quantization = quantization_report(staging, task)
+            bar.update()
+        bar.set_description("model card")
         write_export_card(staging, folder, report)
+        bar.update()
     return report

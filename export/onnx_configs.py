@@ -3,7 +3,8 @@
 optimum only exports model types it knows. `register()` declares ours with its TasksManager (over optimum's own
 bases, so dummy inputs, dynamic axes, past key/values naming and the decoder-with-past split are optimum's), and
 teaches optimum's ORTModelForCausalLM / ORTModelForSeq2SeqLM the key/value head count of GQA/MQA checkpoints, which
-they otherwise assume equals the query head count for model types they do not list.
+they otherwise assume equals the query head count for model types they do not list. It also routes optimum's config
+loading so that each export's config code is imported as its own module (config_code.py).
 """
 
 from typing import Any
@@ -23,19 +24,8 @@ from optimum.utils import (
     NormalizedTextConfigWithGQA,
 )
 
-ENCODER, DECODER, ENCODER_DECODER = "hf_tformer_encoder", "hf_tformer_decoder", "hf_tformer_encoder_decoder"
-
-# ONNX opset 18: LayerNormalization is a single op and every op our graphs use has a CPU and CUDA kernel in ORT
-# 1.20+. Fused attention uses ORT's com.microsoft Attention / MultiHeadAttention contrib ops, which exist at any
-# opset. The standard opset-23 `Attention` op takes q, k, v after projection and a (batch, 1, q, kv) mask, so it
-# cannot absorb the q/k/v projection GEMM the way com.microsoft.Attention does.
-DEFAULT_OPSET = 18
-
-TASKS: dict[str, tuple[str, ...]] = {
-    ENCODER: ("feature-extraction", "fill-mask", "text-classification", "token-classification", "question-answering"),
-    DECODER: ("feature-extraction", "text-generation", "text-generation-with-past", "text-classification"),
-    ENCODER_DECODER: ("feature-extraction", "text2text-generation", "text2text-generation-with-past"),
-}
+from .config_code import route_optimum_config_loading
+from .tasks import DECODER, DEFAULT_OPSET, ENCODER, ENCODER_DECODER, TASKS, supported_tasks  # noqa: F401 (re-exported)
 
 
 class TformerEncoderOnnxConfig(TextEncoderOnnxConfig):
@@ -110,6 +100,7 @@ def register() -> None:
     for model_type, config_class in ONNX_CONFIGS.items():
         TasksManager.create_register("onnx", overwrite_existing=True)(model_type, *TASKS[model_type])(config_class)
     _teach_ort_models_kv_heads()
+    route_optimum_config_loading(tuple(TASKS))  # each export's config code in its own module (config_code.py)
     _registered = True
 
 
@@ -137,9 +128,3 @@ def _teach_ort_models_kv_heads() -> None:
 
     after_init(ORTModelForCausalLM, "num_key_value_heads")
     after_init(ORTDecoderForSeq2Seq, "num_attention_heads")
-
-
-def supported_tasks(model_type: str) -> tuple[str, ...]:
-    if model_type not in TASKS:
-        raise ValueError(f"model_type={model_type!r} is not an hf_tformer model type; expected one of {sorted(TASKS)}.")
-    return TASKS[model_type]

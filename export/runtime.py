@@ -88,12 +88,5 @@ def load_ort_model(folder: str | Path, task: str, device: str = "cpu", variant: 
         extra["use_io_binding"] = True
     if task in ("text-generation", "text2text-generation"):  # exported without past: no cache to reuse
         extra["use_cache"] = False
-    if "config" not in kwargs:
-        # optimum would load it from `folder + "/"`: transformers then names the remote-code module after an empty
-        # basename (logging "module name (originally ) is not a valid Python identifier") and caches every export's
-        # config code under that one name.
-        from transformers import AutoConfig
-
-        kwargs["config"] = AutoConfig.from_pretrained(str(Path(folder)), trust_remote_code=True)
     model_class = getattr(ort_models, ORT_CLASSES[task])
     return model_class.from_pretrained(str(folder), provider=provider, trust_remote_code=True, **extra, **kwargs)

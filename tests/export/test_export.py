@@ -155,7 +155,7 @@ def test_int8_and_fp16_for_every_graph_of_a_seq2seq_export(tmp_path, hf_home):
 
 def test_ort_models_run_in_pipelines(tmp_path, hf_home):
     import transformers
-    from toy_tokenizer import train_tokenizer
+    from hf_tformer_demo.toy_tokenizer import train_tokenizer
 
     tokenizer = train_tokenizer("bpe")
     sizes = dict(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)

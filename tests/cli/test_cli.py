@@ -1,0 +1,118 @@
+"""The one `hf-tformer` command: help at every level, exit codes, convert / export end to end, old entry points."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import GPT2Config, GPT2LMHeadModel
+
+import hf_tformer as ht
+from conftest import tiny_config
+from hf_tformer_cli.__main__ import BENCHES, main
+
+HELP = [["--help"], ["--version"], ["convert", "--help"], ["export", "--help"], ["export", "onnx", "--help"],
+        ["bench", "--help"], *[["bench", name, "--help"] for name in BENCHES], ["demo", "--help"]]
+BAD_USAGE = [[], ["bogus"], ["export"], ["export", "pdf"], ["bench"], ["bench", "nope"], ["convert"],
+             ["convert", "a", "b", "--bogus"], ["export", "onnx", "a", "b"]]
+
+
+def exit_code(argv: list[str]) -> int:
+    """What `hf-tformer ARGV` exits with: main's return value, or argparse's SystemExit code."""
+    try:
+        return main(argv)
+    except SystemExit as exit:
+        return exit.code
+
+
+@pytest.mark.parametrize("argv", HELP, ids=" ".join)
+def test_help_at_every_level_exits_0(argv, capsys):
+    assert exit_code(argv) == 0
+    out = capsys.readouterr().out
+    if argv == ["--version"]:
+        assert out.startswith("hf-tformer 0.")
+    elif argv[0] == "demo":  # the demo's own parser answers (hf_tformer_demo names itself)
+        assert out.startswith("usage: ") and "demo" in out.splitlines()[0], out[:200]
+    else:  # the usage line names the command as typed
+        assert out.startswith(f"usage: {' '.join(['hf-tformer', *argv[:-1]])}"), out[:200]
+
+
+@pytest.mark.parametrize("argv", BAD_USAGE, ids=lambda argv: " ".join(argv) or "nothing")
+def test_bad_usage_exits_2_with_argparses_message(argv, capsys):
+    assert exit_code(argv) == 2
+    assert "error:" in capsys.readouterr().err
+
+
+def test_console_script_is_the_one_command_and_help_imports_nothing_heavy():
+    script = Path(sys.executable).parent / "hf-tformer"
+    result = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    for command in ("convert", "export", "optimum-cli", "bench", "demo"):
+        assert command in result.stdout
+    check = ("import sys\nfrom hf_tformer_cli.__main__ import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n"
+             "    pass\nprint(sorted({'torch', 'transformers', 'optimum'} & set(sys.modules)))")
+    loaded = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=60)
+    assert loaded.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_convert_matches_the_old_entry_point_and_goes_back(tmp_path, hf_home, capsys):
+    torch.manual_seed(0)
+    source = tmp_path / "gpt2"
+    GPT2LMHeadModel(GPT2Config(vocab_size=120, n_positions=64, n_embd=32, n_layer=2, n_head=4)).save_pretrained(source)
+    assert main(["convert", str(source), str(tmp_path / "new"), "--no-progress"]) == 0
+    assert "converted GPT2LMHeadModel" in capsys.readouterr().out
+    old = subprocess.run([sys.executable, "-m", "hf_tformer_conversion", str(source), str(tmp_path / "old"),
+                          "--no-progress"], capture_output=True, text=True, timeout=120)
+    assert old.returncode == 0, old.stderr[-2000:]
+    new_weights, old_weights = (load_file(tmp_path / name / "model.safetensors") for name in ("new", "old"))
+    assert new_weights.keys() == old_weights.keys()
+    for key in new_weights:
+        torch.testing.assert_close(new_weights[key], old_weights[key], rtol=0, atol=0)
+    assert (json.loads((tmp_path / "new" / "config.json").read_text())
+            == json.loads((tmp_path / "old" / "config.json").read_text()))
+    assert sorted(p.name for p in (tmp_path / "new").iterdir()) == sorted(p.name for p in (tmp_path / "old").iterdir())
+
+    assert main(["convert", "--to-native", "gpt2", str(tmp_path / "new"), str(tmp_path / "back")]) == 0
+    assert json.loads((tmp_path / "back" / "config.json").read_text())["model_type"] == "gpt2"
+    back = load_file(tmp_path / "back" / "model.safetensors")
+    original = load_file(source / "model.safetensors")
+    for key in back:
+        torch.testing.assert_close(back[key], original[key], rtol=0, atol=0)
+
+    capsys.readouterr()
+    assert main(["convert", str(source), str(tmp_path / "new")]) == 1  # exists, no --force: our ValueError
+    assert capsys.readouterr().err.startswith("error: ")
+
+
+def save_encoder(tmp_path) -> Path:
+    torch.manual_seed(0)
+    folder = tmp_path / "ckpt"
+    ht.TformerEncoderForMaskedLM(tiny_config("encoder")).eval().save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.needs_optimum
+def test_export_onnx_and_optimum_cli(tmp_path, hf_home, capsys):
+    folder = save_encoder(tmp_path)
+    assert main(["export", "onnx", str(folder), str(tmp_path / "onnx"), "--task", "fill-mask", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "validated model.onnx" in out and (tmp_path / "onnx" / "model.onnx").is_file()
+    assert exit_code(["optimum-cli", "export", "onnx", "--help"]) == 0  # optimum's own parser answered
+    assert "--trust-remote-code" in capsys.readouterr().out
+
+
+def test_export_onnx_without_optimum_onnx_says_where_it_runs(tmp_path, monkeypatch, capsys):
+    from hf_tformer_conversion import clients
+
+    if clients.installed_version("optimum-onnx") is not None:  # the 4.57 environment: as if it were missing
+        real = clients.installed_version
+        monkeypatch.setattr(clients, "installed_version", lambda name: None if name == "optimum-onnx" else real(name))
+    folder = save_encoder(tmp_path)
+    capsys.readouterr()  # transformers 5 prints a save progress bar on stderr
+    assert main(["export", "onnx", str(folder), str(tmp_path / "onnx"), "--task", "fill-mask"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ONNX export needs optimum-onnx") and "transformers 4.57" in err
+    assert "Traceback" not in err and not (tmp_path / "onnx").exists()
