@@ -19,6 +19,10 @@ _HEADS = (
     ("LMHeadModel", "text-generation", "AutoModelForCausalLM"),
     ("ForConditionalGeneration", "text2text-generation", "AutoModelForSeq2SeqLM"),
     ("MTModel", "translation", "AutoModelForSeq2SeqLM"),
+    ("ForImageClassification", "image-classification", "AutoModelForImageClassification"),
+    ("ForImageClassificationWithTeacher", "image-classification", "AutoModelForImageClassification"),
+    ("ViTModel", "image-feature-extraction", "AutoModel"),
+    ("DeiTModel", "image-feature-extraction", "AutoModel"),
 )
 _HUB_CACHE_SNAPSHOT = re.compile(r"models--(?P<owner>[^/]+?)--(?P<name>[^/]+)/snapshots/")
 

@@ -22,8 +22,13 @@ class ParityReport:
     generation_settings: Optional[str] = None  # those settings, as settings_summary() shows them
 
 
-def _random_inputs(config, batch: int = 2, length: int = 12, seed: int = 0) -> dict:
+def _random_inputs(model: torch.nn.Module, batch: int = 2, length: int = 12, seed: int = 0) -> dict:
+    """Random padded token ids, or for a model fed by pixels (main_input_name) random pixel values."""
+    config = model.config
     generator = torch.Generator().manual_seed(seed)
+    if model.main_input_name == "pixel_values":
+        shape = (batch, config.num_channels, config.image_size, config.image_size)
+        return {"pixel_values": torch.randn(shape, generator=generator)}
     ids = torch.randint(3, config.vocab_size, (batch, length), generator=generator)
     mask = torch.ones_like(ids)
     mask[1, length // 2:] = 0  # right padding in the second row
@@ -41,18 +46,22 @@ def _first_output(output) -> torch.Tensor:
 
 def check_parity(reference: torch.nn.Module, converted: torch.nn.Module) -> ParityReport:
     """Max-abs difference over real (unpadded) positions; greedy tokens for generative models. Raises ValueError."""
-    inputs = _random_inputs(converted.config)
+    inputs = _random_inputs(converted)
     extra = {}
     if converted.config.is_encoder_decoder:
         extra["decoder_input_ids"] = inputs["input_ids"][:, :5]
     with torch.no_grad():
-        expected = _first_output(reference(**inputs, **extra))
-        actual = _first_output(converted(**inputs, **extra))
+        expected_outputs = reference(**inputs, **extra)
+        actual_outputs = converted(**inputs, **extra)
+    expected, actual = _first_output(expected_outputs), _first_output(actual_outputs)
     if expected.shape != actual.shape:
         raise ValueError(f"parity check failed: output shapes differ, {tuple(actual.shape)} vs {tuple(expected.shape)}.")
-    keep = inputs["attention_mask"].bool() if actual.dim() >= 2 and not extra and actual.shape[:2] == inputs[
-        "input_ids"].shape else torch.ones(actual.shape[:1], dtype=torch.bool)
+    keep = inputs["attention_mask"].bool() if "attention_mask" in inputs and actual.dim() >= 2 and not extra and \
+        actual.shape[:2] == inputs["input_ids"].shape else torch.ones(actual.shape[:1], dtype=torch.bool)
     difference = float((actual[keep] - expected[keep]).abs().max())
+    pooled = [getattr(output, "pooler_output", None) for output in (expected_outputs, actual_outputs)]
+    if None not in pooled:  # both pool (ViT's pooler): its weights are checked too
+        difference = max(difference, float((pooled[0] - pooled[1]).abs().max()))
     if difference > FP32_TOLERANCE:
         raise ValueError(f"parity check failed: max |Δ| = {difference:.3e} > {FP32_TOLERANCE:.0e}; nothing was written.")
     greedy = None

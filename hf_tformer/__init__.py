@@ -1,4 +1,5 @@
-"""hf_tformer: encoder, decoder and encoder-decoder Transformers as Hugging Face models, from one shared core.
+"""hf_tformer: encoder, decoder, encoder-decoder and image-encoder Transformers as Hugging Face models, from one
+shared core.
 
 Importing the package registers every config and model with transformers' Auto classes in this process. Checkpoints
 saved with `save_pretrained` carry the modeling code, so elsewhere they load with `trust_remote_code=True`.
@@ -7,6 +8,7 @@ saved with `save_pretrained` carry the modeling code, so elsewhere they load wit
 from transformers import AutoConfig
 
 from .configuration_tformer import TformerConfig, TformerDecoderConfig, TformerEncoderConfig, TformerEncoderDecoderConfig
+from .configuration_tformer_vit import TformerViTConfig
 from .modeling_tformer_decoder import AUTO_CLASSES as _DECODER_AUTO_CLASSES
 from .modeling_tformer_decoder import (
     TformerDecoderForCausalLM,
@@ -30,6 +32,8 @@ from .modeling_tformer_encoder_decoder import (
     TformerEncoderDecoderPreTrainedModel,
     shift_tokens_right,
 )
+from .modeling_tformer_vit import AUTO_CLASSES as _VIT_AUTO_CLASSES
+from .modeling_tformer_vit import TformerViTForImageClassification, TformerViTModel, TformerViTPreTrainedModel
 
 __version__ = "0.1.0"
 
@@ -37,6 +41,7 @@ VARIANTS = {
     TformerEncoderConfig: _ENCODER_AUTO_CLASSES,
     TformerDecoderConfig: _DECODER_AUTO_CLASSES,
     TformerEncoderDecoderConfig: _ENCODER_DECODER_AUTO_CLASSES,
+    TformerViTConfig: _VIT_AUTO_CLASSES,
 }
 
 
@@ -69,6 +74,10 @@ __all__ = [
     "TformerEncoderForTokenClassification",
     "TformerEncoderModel",
     "TformerEncoderPreTrainedModel",
+    "TformerViTConfig",
+    "TformerViTForImageClassification",
+    "TformerViTModel",
+    "TformerViTPreTrainedModel",
     "VARIANTS",
     "shift_tokens_right",
 ]

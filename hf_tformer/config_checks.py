@@ -6,7 +6,8 @@ module's source on every remote-code load, so the less it holds the cheaper a lo
 
 from typing import Any
 
-POSITION_TYPES = ("sinusoidal", "learned", "rotary", "relative")
+# "none": the stack adds no positions because a front end already did (the vision patch embeddings, vision.py).
+POSITION_TYPES = ("sinusoidal", "learned", "rotary", "relative", "none")
 NORM_PLACEMENTS = ("pre", "post")
 NORM_TYPES = ("layernorm", "rmsnorm")
 ACTIVATIONS = ("relu", "gelu", "gelu_new", "silu")
@@ -49,7 +50,9 @@ def block_tp_plan(stack: str, *, cross_attention: bool = False) -> dict[str, str
 
 def check_config(config: Any) -> None:
     """Raise `ValueError` naming the first invalid field of an hf_tformer config, its value and what is allowed."""
-    for field in ("vocab_size", "hidden_size", "num_attention_heads", "num_key_value_heads",
+    # A model fed by a front end (pixels, audio frames) has no token table: its vocab_size is None.
+    token_fields = ("vocab_size",) if getattr(config, "has_token_embeddings", True) else ()
+    for field in (*token_fields, "hidden_size", "num_attention_heads", "num_key_value_heads",
                   "intermediate_size", "max_position_embeddings", "relative_attention_num_buckets",
                   "relative_attention_max_distance"):
         _positive_int(field, getattr(config, field))
@@ -91,5 +94,29 @@ def check_config(config: Any) -> None:
     if config.attention_scale is not None:
         _positive_number("attention_scale", config.attention_scale, "or None (1/sqrt(head_dim))")
     _positive_number("lm_head_input_scale", config.lm_head_input_scale, "(1.0 leaves the hidden states unscaled)")
-    if config.pad_token_id is not None and not 0 <= config.pad_token_id < config.vocab_size:
+    if config.pad_token_id is not None and token_fields and not 0 <= config.pad_token_id < config.vocab_size:
         raise ValueError(f"pad_token_id={config.pad_token_id} is outside the vocabulary [0, {config.vocab_size}).")
+
+
+def check_vision_config(config: Any) -> None:
+    """The image fields of a vision config (after `check_config`): the patch grid and the prefix tokens."""
+    for field in ("image_size", "patch_size", "num_channels"):
+        _positive_int(field, getattr(config, field))
+    if config.image_size % config.patch_size:
+        raise ValueError(
+            f"image_size={config.image_size} is not a multiple of patch_size={config.patch_size}; pick an image size "
+            "that the patches tile exactly."
+        )
+    if config.position_embedding_type != "none":
+        raise ValueError(
+            f"position_embedding_type={config.position_embedding_type!r}: the patch embeddings add learned positions "
+            "themselves (interpolated to other image sizes); leave it at 'none'."
+        )
+    if config.type_vocab_size != 0:
+        raise ValueError(f"type_vocab_size={config.type_vocab_size!r}: images have no token types; set it to 0.")
+    for field in ("distillation_token", "distillation_head"):
+        if not isinstance(getattr(config, field), bool):
+            raise ValueError(f"{field}={getattr(config, field)!r} must be True or False.")
+    if config.distillation_head and not config.distillation_token:
+        raise ValueError("distillation_head=True classifies from the distillation token, but distillation_token=False;"
+                         " set distillation_token=True (DeiT) or distillation_head=False.")

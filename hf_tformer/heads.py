@@ -42,6 +42,17 @@ class PooledClassificationHead(nn.Module):
         return self.out_proj(self.dropout(pooled))
 
 
+class FirstTokenPooler(nn.Module):
+    """dense -> tanh over the first token (ViT's `pooler_output`)."""
+
+    def __init__(self, config) -> None:
+        super().__init__()
+        self.dense = TformerLinear(config.hidden_size, config.hidden_size)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.dense(hidden_states[:, 0]))
+
+
 def lm_logits(lm_head: nn.Module, hidden_states: torch.Tensor, logits_to_keep, config) -> torch.Tensor:
     """Vocabulary logits of the kept positions (an int keeps the last n, 0 all; generate() asks for the last one),
     from hidden states scaled by `config.lm_head_input_scale` (T5 with tied embeddings rescales by d**-0.5)."""

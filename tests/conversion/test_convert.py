@@ -118,11 +118,7 @@ def test_converts_with_parity_and_reloads_as_remote_code(tmp_path, hf_home, name
 
 
 def test_tokenizer_and_generation_config_are_carried_over(tmp_path):
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
-    from toy_tokenizer import train_tokenizer
+    from hf_tformer_demo.toy_tokenizer import train_tokenizer
 
     tokenizer = train_tokenizer("bpe")
     source = GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_positions=64, n_embd=32, n_layer=1, n_head=4))
@@ -139,8 +135,8 @@ def test_unsupported_architecture_lists_the_supported_ones(tmp_path):
 
     folder = save(DistilBertModel(DistilBertConfig(vocab_size=50, dim=16, n_layers=1, n_heads=4, hidden_dim=32)),
                   tmp_path / "distilbert")
-    with pytest.raises(ValueError, match=r"'distilbert' is not supported; supported: \['bart', 'bert', 'gpt2', 'llama', "
-                                         r"'marian', 'roberta', 't5', 'xlm-roberta'\]"):
+    with pytest.raises(ValueError, match=r"'distilbert' is not supported; supported: \['bart', 'bert', 'deit', 'gpt2', "
+                                         r"'llama', 'marian', 'roberta', 't5', 'vit', 'xlm-roberta'\]"):
         convert(folder, str(tmp_path / "out"), progress=False)
     assert not (tmp_path / "out").exists()
 
