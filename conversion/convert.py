@@ -20,12 +20,14 @@ from .generation_settings import (carry_generation_config, check_generation_conf
                                   settings_summary)
 from .keymap import convert_state_dict
 from .model_card import ModelCardFacts, hub_repo_id, pipeline_tag_and_auto_class, write_model_card
+from .sentence_transformers import EncodeParity, complete_folder, read_layout
 from .sources import SOURCES, Source
 from .staging import check_destination, staged_folder
 from .verify import ParityReport, check_parity
 
 CARRIED_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "vocab.json",
-                 "merges.txt", "spiece.model", "sentencepiece.bpe.model", "generation_config.json")
+                 "merges.txt", "spiece.model", "sentencepiece.bpe.model", "generation_config.json",
+                 "preprocessor_config.json")
 
 
 @dataclass
@@ -41,6 +43,7 @@ class ConversionReport:
     notes: str = ""
     generation_settings: Optional[str] = None  # the source's own decoding settings, written to generation_config.json
     generation_fields_unread: list[str] = field(default_factory=list)  # carried unchanged; generate() ignores them
+    encode_parity: Optional[EncodeParity] = None  # a sentence-transformers folder: encode() against the source
 
 
 def resolve_source(source: str) -> Path:
@@ -119,6 +122,8 @@ def convert(source: str, destination: str, *, force: bool = False, allow_pickle:
     check_destination(out, force)
     check_dtype_name(dtype)
     folder = resolve_source(source)
+    layout = read_layout(folder, SOURCES)  # a sentence-transformers folder: its Transformer module converts
+    folder = layout.transformer_folder if layout else folder
     config_dict, family, architecture = read_config(folder)
     target_class = family.target_class(architecture)
     config = family.translate_config(config_dict)
@@ -176,6 +181,10 @@ def convert(source: str, destination: str, *, force: bool = False, allow_pickle:
         model.save_pretrained(staging)
         report.carried = carry_files(folder, staging)
         _write_model_card(staging, report, config_dict)
+        if layout:  # the other modules and files where modules.json expects them; encode() parity
+            carried, report.encode_parity, note = complete_folder(layout, staging, verify)
+            report.carried += carried
+            report.notes = "; ".join(filter(None, (report.notes, note)))
     return report
 
 

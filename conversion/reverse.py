@@ -23,6 +23,7 @@ from .generation_settings import (carry_generation_config, check_generation_conf
                                   settings_summary)
 from .model_card import ModelCardFacts, card_base_model, hub_repo_id, pipeline_tag_and_auto_class, write_model_card
 from .sources import SOURCES, Source
+from .sentence_transformers import EncodeParity, complete_folder, read_layout
 from .staging import check_destination, staged_folder
 from .verify import ParityReport, check_parity
 
@@ -33,9 +34,10 @@ ARCHITECTURE_FIELDS = (
     "relative_attention_num_buckets", "relative_attention_max_distance", "attention_scale", "lm_head_input_scale",
     "norm_placement", "norm_type", "layer_norm_eps", "attention_bias", "mlp_bias", "lm_head_bias",
     "embedding_layernorm", "type_vocab_size", "scale_embeddings", "tie_word_embeddings", "pad_token_id",
+    "image_size", "patch_size", "num_channels", "distillation_token", "distillation_head",
 )
 _OUR_CONFIGS = {c.model_type: c for c in (ht.TformerEncoderConfig, ht.TformerDecoderConfig,
-                                          ht.TformerEncoderDecoderConfig)}
+                                          ht.TformerEncoderDecoderConfig, ht.TformerViTConfig)}
 
 
 @dataclass
@@ -45,6 +47,7 @@ class ReverseReport:
     architecture: str
     dtype: str = "float32"
     parity: Optional[ParityReport] = None
+    encode_parity: Optional[EncodeParity] = None  # a sentence-transformers folder: encode() against ours
 
 
 def _same(a, b) -> bool:
@@ -53,12 +56,20 @@ def _same(a, b) -> bool:
     return a == b
 
 
-def _native_class_name(family: Source, model_type: str, ours: type) -> str:
-    for architecture, (reference, target) in family.classes.items():
-        if target is ours and family.reference_class(architecture).config_class.model_type == model_type:
-            return architecture
-    offered = sorted({target.__name__ for _, target in family.classes.values()})
-    raise ValueError(f"{ours.__name__} has no {model_type} counterpart; {model_type} takes {offered}.")
+def _native_class_and_config(family: Source, model_type: str, ours: type, config):
+    """(architecture, native config) of the first native class of `ours` whose config round trip holds: DeiT has
+    two image classifiers, told apart by the config (distillation_head)."""
+    candidates = [architecture for architecture, (reference, target) in family.classes.items()
+                  if target is ours and family.reference_class(architecture).config_class.model_type == model_type]
+    if not candidates:
+        offered = sorted({target.__name__ for _, target in family.classes.values()})
+        raise ValueError(f"{ours.__name__} has no {model_type} counterpart; {model_type} takes {offered}.")
+    for architecture in candidates[:-1]:
+        try:
+            return architecture, _native_config(family, model_type, architecture, config)
+        except ValueError:
+            continue  # the last candidate's error is the one reported
+    return candidates[-1], _native_config(family, model_type, candidates[-1], config)
 
 
 def _native_config(family: Source, model_type: str, architecture: str, ours) -> "transformers.PretrainedConfig":
@@ -114,6 +125,8 @@ def to_native(checkpoint: str, destination: str, model_type: str, *, force: bool
     out, folder = Path(destination), Path(checkpoint)
     check_destination(out, force)
     check_dtype_name(dtype)
+    layout = read_layout(folder, _OUR_CONFIGS)  # a sentence-transformers folder: its Transformer module goes back
+    folder = layout.transformer_folder if layout else folder
     if model_type not in SOURCES:
         raise ValueError(f"model_type={model_type!r} is not supported; supported: {sorted(SOURCES)}.")
     config_path = folder / "config.json"
@@ -130,8 +143,7 @@ def to_native(checkpoint: str, destination: str, model_type: str, *, force: bool
     check_generation_config(generation_config, config.vocab_size)
     written_dtype = resolve_dtype(dtype, checkpoint_dtype(folder))
     ours = our_class.from_pretrained(folder, dtype=torch.float32).eval()  # verified in fp32, like the native side
-    architecture = _native_class_name(family, model_type, our_class)
-    native_config = _native_config(family, model_type, architecture, config)
+    architecture, native_config = _native_class_and_config(family, model_type, our_class, config)
     reference_class = family.reference_class(architecture)
     native = reference_class(native_config).eval()
     output = native.get_output_embeddings()
@@ -152,6 +164,8 @@ def to_native(checkpoint: str, destination: str, model_type: str, *, force: bool
         native.save_pretrained(staging)
         carry_files(folder, staging)
         _write_model_card(staging, report, model_type, generation_config if native.can_generate() else None)
+        if layout:  # the other modules and files where modules.json expects them; encode() parity
+            report.encode_parity = complete_folder(layout, staging, verify)[1]
     return report
 
 
