@@ -9,7 +9,8 @@
   Used only without autograd and outside tracing/compilation, which see plain `F.linear` (inductor and the
   exporters make their own kernel choice); `torch.backends.mkldnn.flags(enabled=False)` turns it off.
 Still an `nn.Linear` subclass, so PEFT, quantizers and tensor-parallel plans see an ordinary linear layer; tensor
-subclasses (DTensor, quantized weights) always take `F.linear`.
+subclasses (DTensor, quantized weights) always take `F.linear`. Tools that match modules by exact class instead
+(`torch.ao.quantization.quantize_dynamic`) skip subclasses: `to_plain_linear` turns the layers into `nn.Linear` first.
 """
 
 import functools
@@ -88,3 +89,18 @@ class TformerLinear(nn.Linear):
             bias = None if self.bias is None else self.bias.float()
             return F.linear(input.float(), self.weight.float(), bias).to(input.dtype)
         return F.linear(input, self.weight, self.bias)
+
+
+def to_plain_linear(module: nn.Module) -> nn.Module:
+    """Turn every TformerLinear in `module` into a plain `nn.Linear`, in place, and return `module`.
+
+    The layers keep their parameters (and ties), hooks and devices; only the CPU fast paths above are dropped (the
+    arithmetic is the same). Needed where modules are matched by exact class rather than isinstance: torch's eager
+    quantization (`quantize_dynamic(model, {nn.Linear})`) silently leaves nn.Linear subclasses unquantized.
+    """
+    for layer in module.modules():
+        if isinstance(layer, TformerLinear):
+            # TformerLinear adds no state to nn.Linear, so the instance is a valid nn.Linear as it is (the same
+            # class swap torch.nn.utils.parametrize performs).
+            layer.__class__ = nn.Linear
+    return module

@@ -14,6 +14,9 @@ import torch
 from transformers.cache_utils import Cache, EncoderDecoderCache
 
 _KERNELS_WITH_OWN_CAUSALITY = ("sdpa", "flash_attention_2", "flash_attention_3", "flash_attention_4")
+# vLLM's Transformers backend registers these: they take causality and sequence boundaries from vLLM's own batch
+# metadata and never read the mask, so none is built (a packed batch's (1, 1, N, N) mask would cost N^2 memory).
+MASK_FREE_IMPLEMENTATIONS = ("vllm", "vllm_mla")
 
 
 def _is_flash(attn_implementation: Optional[str]) -> bool:
@@ -70,6 +73,8 @@ def self_attention_mask(
     cache_position: (query,) absolute position of each query in the key sequence.
     kv_length may exceed past + query (a static cache); those slots are masked as padding.
     """
+    if attn_implementation in MASK_FREE_IMPLEMENTATIONS:
+        return None
     if _is_flash(attn_implementation):
         return attention_mask
     if attention_mask is None and not force_explicit:

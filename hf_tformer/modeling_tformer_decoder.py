@@ -54,6 +54,11 @@ class TformerDecoderModel(TformerDecoderPreTrainedModel):
     def set_input_embeddings(self, value: nn.Embedding) -> None:
         self.embed_tokens = value
 
+    def get_decoder(self) -> "TformerDecoderModel":
+        """A decoder-only model is its own decoder (as LlamaModel). transformers' default would return the
+        `decoder` stack, which takes no input_ids: vLLM's Transformers backend compiles what this returns."""
+        return self
+
     def forward(
         self,
         input_ids: Optional[torch.LongTensor] = None,

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 from transformers import GenerationMixin, PreTrainedModel
 
+from .linear import to_plain_linear
 from .masks import static_cache_capacity, validating_inputs
 
 
@@ -38,6 +39,12 @@ class TformerPreTrainedModel(PreTrainedModel):
         if attention_mask is None or attention_mask.dim() != 2 or capacity is None:
             return attention_mask
         return torch.nn.functional.pad(attention_mask, (0, capacity - attention_mask.shape[-1]))
+
+    def to_plain_linear(self) -> "TformerPreTrainedModel":
+        """Make every linear layer a plain `torch.nn.Linear` (in place; returns the model), for torch tools that match
+        modules by exact class: `torch.ao.quantization.quantize_dynamic(model.to_plain_linear(), {torch.nn.Linear},
+        dtype=torch.qint8)`. Without it quantize_dynamic skips our layers (an nn.Linear subclass) and changes nothing."""
+        return to_plain_linear(self)
 
     @classmethod
     def from_pretrained(cls, *args, **kwargs):
@@ -81,7 +88,8 @@ def _backbone_keys(model: PreTrainedModel, keys) -> list[str]:
     """The keys that name weights of the base model (as opposed to a task head's)."""
     base = model.base_model
     prefix = f"{model.base_model_prefix}."
-    children = {name for name, _ in base.named_children()}
+    # A base model's own optional heads (ViT's pooler) are task heads too: missing, they are a warning.
+    children = {name for name, _ in base.named_children()} - set(getattr(base, "optional_head_modules", ()))
     backbone = []
     for key in sorted(keys):
         name = key[len(prefix):] if base is not model and key.startswith(prefix) else key

