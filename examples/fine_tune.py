@@ -16,7 +16,7 @@ import torch
 from transformers import Trainer, TrainingArguments
 
 import hf_tformer as ht
-from toy_tokenizer import CORPUS, train_tokenizer
+from hf_tformer_demo.toy_tokenizer import CORPUS, train_tokenizer
 
 TINY = dict(hidden_size=64, num_attention_heads=4, intermediate_size=128, num_hidden_layers=2,
             max_position_embeddings=64, hidden_dropout=0.0, attention_dropout=0.0)

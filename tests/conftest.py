@@ -12,9 +12,6 @@ from hypothesis import settings, strategies as st
 
 import hf_tformer as ht
 
-# examples/ holds the locally trained toy tokenizers shared by the demo and the tests.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
-
 torch.set_num_threads(2)
 settings.register_profile("ci", max_examples=12, deadline=None, derandomize=True, print_blob=True)
 settings.load_profile("ci")

@@ -6,7 +6,7 @@ from transformers import TextStreamer
 
 import hf_tformer as ht
 from conftest import random_ids, tiny_config
-from toy_tokenizer import train_tokenizer
+from hf_tformer_demo.toy_tokenizer import train_tokenizer
 
 
 def causal_lm(**overrides):

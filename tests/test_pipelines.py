@@ -8,7 +8,7 @@ import transformers
 from transformers import pipeline
 
 import hf_tformer as ht
-from toy_tokenizer import train_tokenizer
+from hf_tformer_demo.toy_tokenizer import train_tokenizer
 
 TRANSFORMERS_5 = int(transformers.__version__.split(".")[0]) >= 5
 removed_in_5 = pytest.mark.skipif(TRANSFORMERS_5, reason="pipeline task removed in transformers 5")

@@ -1,9 +1,13 @@
 """The fine-tuning example runs a few Trainer steps with gradient checkpointing and its loss falls."""
 
+import sys
+from pathlib import Path
+
 import pytest
 from transformers import pipeline
 
-from fine_tune import fine_tune
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))  # examples/ are scripts, not a package
+from fine_tune import fine_tune  # noqa: E402
 
 
 @pytest.mark.parametrize("task, pipeline_task", [("classification", "text-classification"),

@@ -25,26 +25,34 @@ SPECIAL_ORDER = ["[PAD]", "[BOS]", "[EOS]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 Kind = Literal["wordpiece", "bpe", "unigram"]
 
 
-def train_tokenizer(kind: Kind, vocab_size: int = 160, corpus: Iterable[str] = CORPUS) -> PreTrainedTokenizerFast:
+def train_tokenizer(kind: Kind, vocab_size: int = 160, corpus: Iterable[str] = CORPUS,
+                    split_digits: bool = False) -> PreTrainedTokenizerFast:
     """Templates: WordPiece gets BERT's [CLS] a [SEP] b [SEP] (encoders); BPE prepends [BOS] and adds nothing at the
-    end, so a prompt can be continued (decoders); Unigram appends [EOS] to each source (encoder-decoders)."""
+    end, so a prompt can be continued (decoders); Unigram appends [EOS] to each source (encoder-decoders).
+
+    split_digits=True makes every digit its own token (numbers are then copied digit by digit, e.g. dates)."""
     if kind == "wordpiece":
         tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-        trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_ORDER)
+        trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_ORDER,
+                                           show_progress=False)
         tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
         tokenizer.decoder = decoders.WordPiece()
     elif kind == "bpe":
         tokenizer = Tokenizer(models.BPE(unk_token="[UNK]"))
-        trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_ORDER)
+        trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_ORDER, show_progress=False)
         tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
         tokenizer.decoder = decoders.Metaspace()
     elif kind == "unigram":
         tokenizer = Tokenizer(models.Unigram())
-        trainer = trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_ORDER, unk_token="[UNK]")
+        trainer = trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_ORDER, unk_token="[UNK]",
+                                         show_progress=False)
         tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
         tokenizer.decoder = decoders.Metaspace()
     else:
         raise ValueError(f"kind={kind!r} is not one of 'wordpiece', 'bpe', 'unigram'.")
+    if split_digits:
+        tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+            [tokenizer.pre_tokenizer, pre_tokenizers.Digits(individual_digits=True)])
     tokenizer.normalizer = normalizers.Lowercase()
     tokenizer.train_from_iterator(list(corpus), trainer=trainer)
     ids = {token: tokenizer.token_to_id(token) for token in SPECIAL_ORDER}

@@ -1,0 +1,53 @@
+"""The user's side of the demo, run as a script in a fresh interpreter where `import hf_tformer` fails.
+
+    python reload_check.py SPEC.json RESULT.json
+
+For each checkpoint in SPEC: load it with transformers' Auto class and trust_remote_code=True (the modeling code
+comes from the checkpoint folder), check its logits on the reference inputs are bit-identical to the trained
+model's, and run the pipeline on the example inputs. Imports only the standard library, torch and transformers.
+"""
+
+import json
+import sys
+import time
+from pathlib import Path
+
+
+class _NoHfTformer:
+    """Makes `import hf_tformer` fail, as on a machine where it was never installed."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "hf_tformer":
+            raise ImportError("hf_tformer is deliberately not importable in this process")
+
+
+def main(spec_path: str, result_path: str) -> None:
+    # imported only now, after the blocker is in place: nothing they pull in may reach hf_tformer
+    import torch
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    torch.manual_seed(0)
+    results = []
+    for item in json.loads(Path(spec_path).read_text()):
+        start = time.perf_counter()
+        model = getattr(transformers, item["auto_class"]).from_pretrained(item["folder"], trust_remote_code=True)
+        load_seconds = time.perf_counter() - start
+        reference = torch.load(item["reference"])
+        with torch.no_grad():
+            logits = model.eval()(**reference["inputs"]).logits
+        start = time.perf_counter()
+        pipe = transformers.pipeline(item["pipeline_task"], model=item["folder"], trust_remote_code=True)
+        outputs = [pipe(text, **item["pipeline_kwargs"])[0] for text in item["examples"]]
+        results.append({
+            "variant": item["variant"], "class": f"{type(model).__module__}.{type(model).__name__}",
+            "load_seconds": load_seconds, "pipeline_seconds": time.perf_counter() - start,
+            "logits_identical": bool(torch.equal(logits, reference["logits"])), "pipeline_outputs": outputs,
+            "hf_tformer_loaded": any(name.split(".")[0] == "hf_tformer" for name in sys.modules),
+        })
+    Path(result_path).write_text(json.dumps(results))
+
+
+if __name__ == "__main__":
+    sys.meta_path.insert(0, _NoHfTformer())
+    main(*sys.argv[1:3])

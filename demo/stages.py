@@ -1,0 +1,119 @@
+"""The demo's stages for one variant (train + save, then ONNX) and the checks over everything they measured."""
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .checks import export_and_run_onnx, outputs_match, reference_inputs
+from .report import display, format_diff
+from .train import fit
+from .variants import Variant
+
+SEED = 0
+QUALITY_FLOOR = 0.9  # the full demo's held-out metric must reach this (quick mode trains too briefly to ask it)
+EXAMPLES = 4  # held-out inputs shown through the reloaded pipeline
+ONNX_ATOL = 1e-4  # hf_tformer_export's fp32 validation bound
+
+
+@dataclass
+class Trained:
+    result: dict  # what the report shows (JSON-serialisable)
+    tokenizer: object
+    reload_item: dict  # what the fresh process needs (see checks.reload_in_fresh_process)
+
+
+def pick(values: list, count: int) -> list:
+    """`count` items spread evenly over `values` (held-out sets are grouped or shuffled: this mixes both)."""
+    return [values[index * len(values) // count] for index in range(min(count, len(values)))]
+
+
+def train_and_save(variant: Variant, folder: Path, scratch: Path, steps: int, progress: bool) -> Trained:
+    """Train, evaluate on held-out data, run the pipeline in process, save checkpoint + tokenizer to `folder`."""
+    import transformers
+
+    torch.manual_seed(SEED)
+    task_data = variant.data()
+    tokenizer, model = variant.build(task_data)
+    start = time.perf_counter()
+    losses = fit(model, variant.encode(tokenizer, task_data.train), steps=steps, batch_size=variant.batch_size,
+                 lr=variant.lr, seed=SEED, progress=progress, description=f"{variant.name}: train")
+    timings = {"train": time.perf_counter() - start}
+    start = time.perf_counter()
+    metric = variant.evaluate(model, tokenizer, task_data.held_out)
+    timings["evaluate"] = time.perf_counter() - start
+    examples, targets = pick(task_data.held_out.inputs, EXAMPLES), pick(task_data.held_out.targets, EXAMPLES)
+    pipe = transformers.pipeline(variant.pipeline_task, model=model, tokenizer=tokenizer)
+    in_process = [pipe(text, **variant.pipeline_kwargs)[0] for text in examples]
+    start = time.perf_counter()
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    timings["save"] = time.perf_counter() - start
+    reference = scratch / f"{variant.name}.pt"
+    torch.save(reference_inputs(model, tokenizer, examples, targets), reference)
+    window = max(1, steps // 20)
+    result = {
+        "variant": variant.name, "task": variant.task, "short_task": variant.short_task,
+        "model_class": type(model).__name__, "auto_class": variant.auto_class, "pipeline_task": variant.pipeline_task,
+        "tokenizer": type(tokenizer.backend_tokenizer.model).__name__, "parameters": model.num_parameters(),
+        "steps": steps, "batch_size": variant.batch_size, "lr": variant.lr, "losses": [round(x, 6) for x in losses],
+        "initial_loss": losses[0], "final_loss": sum(losses[-window:]) / window, "final_window": window,
+        "note": variant.note, "metric_name": variant.metric, "metric": metric,
+        "held_out_size": len(task_data.held_out.inputs),
+        "examples": [{"input": text, "expected": model.config.id2label[t] if isinstance(t, int) else t}
+                     for text, t in zip(examples, targets)],
+        "in_process_outputs": in_process, "timings": timings,
+    }
+    reload_item = {"variant": variant.name, "folder": str(folder), "auto_class": variant.auto_class,
+                   "pipeline_task": variant.pipeline_task, "pipeline_kwargs": variant.pipeline_kwargs,
+                   "examples": examples, "reference": str(reference)}
+    return Trained(result, tokenizer, reload_item)
+
+
+def add_reload(result: dict, reloaded: dict) -> None:
+    reloaded["pipeline_identical"] = reloaded["pipeline_outputs"] == result["in_process_outputs"]
+    result["reload"] = reloaded
+
+
+def add_onnx(variant: Variant, trained: Trained, checkpoint: Path, destination: Path) -> None:
+    """Export + ONNX Runtime pipeline; a failed export (ValueError from its validation) is recorded, not raised."""
+    result = trained.result
+    try:
+        onnx = export_and_run_onnx(checkpoint, destination, variant.onnx_task, variant.pipeline_task,
+                                   trained.tokenizer, trained.reload_item["examples"], variant.pipeline_kwargs)
+    except ValueError as error:
+        onnx = {"task": variant.onnx_task, "error": str(error), "export_seconds": 0.0, "run_seconds": 0.0,
+                "max_abs_diff": None, "greedy_identical": False, "fused_attention_nodes": 0, "files": [],
+                "pipeline_outputs": []}
+    result["onnx"] = onnx
+    result["timings"].update(onnx_export=onnx["export_seconds"], onnx_run=onnx["run_seconds"])
+    reloaded = result["reload"]["pipeline_outputs"]
+    for example, in_process, again, on_ort in zip(result["examples"], result["in_process_outputs"], reloaded,
+                                                  onnx["pipeline_outputs"] or [None] * len(reloaded)):
+        example.update(in_process=display(in_process), reloaded=display(again),
+                       onnx=display(on_ort) if on_ort else "-")
+
+
+def checks(result: dict, quick: bool) -> list[dict]:
+    """Every pass/fail line of one variant (the report's table; the demo's exit status is their conjunction)."""
+    reload, onnx = result["reload"], result["onnx"]
+    lines = [
+        ("loss decreased", result["final_loss"] < result["initial_loss"],
+         f"{result['initial_loss']:.3f} -> {result['final_loss']:.4f}"),
+        ("loaded as remote code, hf_tformer not importable",
+         reload["class"].startswith("transformers_modules.") and not reload["hf_tformer_loaded"], reload["class"]),
+        ("reloaded logits bit-identical", reload["logits_identical"], "torch.equal on the example batch"),
+        ("reloaded pipeline outputs identical", reload["pipeline_identical"], f"{len(result['examples'])} examples"),
+        (f"ONNX validated (max abs diff <= {ONNX_ATOL:g}, greedy tokens identical)",
+         "error" not in onnx and onnx["max_abs_diff"] <= ONNX_ATOL and onnx["greedy_identical"] is not False,
+         onnx["error"] if "error" in onnx else
+         f"max abs diff {format_diff(onnx['max_abs_diff'])}, greedy {onnx['greedy_identical']}"),
+        ("ONNX Runtime pipeline matches PyTorch", "error" not in onnx
+         and outputs_match(onnx["pipeline_outputs"], reload["pipeline_outputs"]), "labels/texts equal, scores 1e-4"),
+    ]
+    if not quick:
+        lines.append((f"held-out quality >= {QUALITY_FLOOR:.0%}", result["metric"] >= QUALITY_FLOOR,
+                      f"{result['metric_name']} {result['metric']:.1%}"))
+    return [{"variant": result["variant"], "name": name, "passed": bool(passed), "detail": detail}
+            for name, passed, detail in lines]
