@@ -109,10 +109,20 @@ def preflight() -> None:
                          "pip install 'matplotlib>=3.8' (or the package's demo extra).")
 
 
+def quiet_import_warnings() -> None:
+    """torchao (installed for the client tests) warns on import that its CUDA-only kernels do not load on a CPU
+    machine, and registers enums that torch's pytree warns about: noise on the front door, not a problem."""
+    import logging
+
+    for noisy in ("torchao", "torch.utils._pytree"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the demo; 0 when every check passed, 1 when one failed (the report is written either way), 2 when --out
     exists without --force or a library is missing."""
     args = parse(argv)
+    quiet_import_warnings()
     from hf_tformer_conversion.staging import check_destination, staged_folder
 
     try:

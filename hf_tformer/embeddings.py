@@ -10,6 +10,7 @@ from typing import Optional
 import torch
 from torch import nn
 
+from .masks import validating_inputs
 from .norms import build_norm
 from .positions import sinusoidal_position_embeddings
 
@@ -45,8 +46,11 @@ class TformerEmbeddings(nn.Module):
             if token_type_ids is None:
                 token_type_ids = torch.zeros_like(position_ids).expand(inputs_embeds.shape[:2])
             hidden_states = hidden_states + self.token_type_embeddings(token_type_ids)
-        elif token_type_ids is not None:
-            raise ValueError("token_type_ids were given but this model has type_vocab_size=0; drop them or set it.")
+        elif token_type_ids is not None and validating_inputs() and bool(token_type_ids.any()):
+            # All-zero types are what a generic tokenizer returns for single sentences (sentence-transformers passes
+            # them on): nothing to add. Real segment ids would be silently lost, so those are an error.
+            raise ValueError("token_type_ids with non-zero segments were given but this model has type_vocab_size=0 "
+                             "(no segment embeddings); drop them, or use a model made with type_vocab_size > 1.")
         if self.layernorm is not None:
             hidden_states = self.layernorm(hidden_states)
         return self.dropout(hidden_states)

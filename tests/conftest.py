@@ -115,6 +115,22 @@ def run_without_hf_tformer(code: str, cwd: Path, env: dict | None = None) -> str
     return result.stdout
 
 
+def decoder_facts_from_fresh_process(root: Path, model, inputs: dict, script: str, new_tokens: int, **fields) -> dict:
+    """Save `model` and `inputs` in root/decoder, run `script` (formatted with folder, new_tokens and `fields`; it
+    writes facts.pt there) without hf_tformer, and return those facts plus "reference": this process's logits and
+    greedy tokens for the same inputs."""
+    folder = root / "decoder"
+    model.save_pretrained(folder)
+    torch.save(inputs, folder / "inputs.pt")
+    run_without_hf_tformer(script.format(folder=str(folder), new_tokens=new_tokens, **fields), cwd=root,
+                           env={"HF_HOME": str(root / "hf_home")})
+    facts = torch.load(folder / "facts.pt")
+    with torch.no_grad():
+        facts["reference"] = {"logits": model(**inputs).logits,
+                              "tokens": model.generate(**inputs, max_new_tokens=new_tokens, do_sample=False)}
+    return facts
+
+
 @pytest.fixture
 def hf_home(tmp_path, monkeypatch):
     """An isolated HF cache, so dynamic modules from other tests never leak in."""

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import hf_tformer as ht
-from conftest import random_ids, run_without_hf_tformer, tiny_config
+from conftest import decoder_facts_from_fresh_process, random_ids, tiny_config
 from hf_tformer.pretrained import TformerPreTrainedModel
 
 LAYERS, PROMPT, NEW_TOKENS = 4, 8, 6
@@ -72,17 +72,8 @@ def loaded(tmp_path_factory) -> dict:
     torch.manual_seed(0)
     model = ht.TformerDecoderForCausalLM(tiny_config("decoder", num_hidden_layers=LAYERS, hidden_act="swiglu")).eval()
     assert model.lm_head.weight is model.model.embed_tokens.weight
-    folder = root / "decoder"
-    model.save_pretrained(folder)
-    torch.save(batch(), folder / "inputs.pt")
     budget = int(CPU_BUDGET * model.get_memory_footprint())
-    run_without_hf_tformer(_LOAD.format(folder=str(folder), budget=budget, new_tokens=NEW_TOKENS), cwd=root,
-                           env={"HF_HOME": str(root / "hf_home")})
-    facts = torch.load(folder / "facts.pt")
-    with torch.no_grad():
-        facts["reference"] = {"logits": model(**batch()).logits,
-                              "tokens": model.generate(**batch(), max_new_tokens=NEW_TOKENS, do_sample=False)}
-    return facts
+    return decoder_facts_from_fresh_process(root, model, batch(), _LOAD, NEW_TOKENS, budget=budget)
 
 
 def block_devices(device_map: dict) -> set[str]:

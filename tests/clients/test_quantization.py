@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import hf_tformer as ht
-from conftest import random_ids, run_without_hf_tformer, tiny_config
+from conftest import decoder_facts_from_fresh_process, random_ids, tiny_config
 from hf_tformer.linear import TformerLinear
 from hf_tformer_conversion.clients import require_client
 
@@ -91,16 +91,7 @@ def quantized(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("quantization")
     torch.manual_seed(0)
     model = ht.TformerDecoderForCausalLM(tiny_config("decoder", hidden_act="swiglu", num_key_value_heads=2)).eval()
-    folder = root / "decoder"
-    model.save_pretrained(folder)
-    torch.save(batch(), folder / "inputs.pt")
-    run_without_hf_tformer(_QUANTIZE.format(folder=str(folder), new_tokens=NEW_TOKENS), cwd=root,
-                           env={"HF_HOME": str(root / "hf_home")})
-    facts = torch.load(folder / "facts.pt")
-    with torch.no_grad():
-        facts["reference"] = {"logits": model(**batch()).logits,
-                              "tokens": model.generate(**batch(), max_new_tokens=NEW_TOKENS, do_sample=False)}
-    return facts
+    return decoder_facts_from_fresh_process(root, model, batch(), _QUANTIZE, NEW_TOKENS)
 
 
 def check_close_and_generates(facts: dict, reference: dict, atol: float) -> None:
