@@ -41,9 +41,10 @@ def generation_runner(model, inputs: dict, **kwargs) -> Callable[[], torch.Tenso
     return run
 
 
-def interleaved_rates(runners: dict, repeats: int) -> tuple[dict, dict]:
-    """tokens/s per runner (median over repeats, runs alternating, order rotating) and each runner's tokens."""
-    tokens = {name: run() for name, run in runners.items()}  # warm-up (and compilation)
+def interleaved_seconds(runners: dict, repeats: int) -> tuple[dict, dict]:
+    """Median seconds per runner (runs alternating, order rotating, after one warm-up run each) and each runner's
+    warm-up result."""
+    results = {name: run() for name, run in runners.items()}  # warm-up (and compilation)
     seconds = {name: [] for name in runners}
     names = list(runners)
     for repeat in range(repeats):
@@ -51,7 +52,13 @@ def interleaved_rates(runners: dict, repeats: int) -> tuple[dict, dict]:
             start = time.perf_counter()
             runners[name]()
             seconds[name].append(time.perf_counter() - start)
-    return {name: NEW_TOKENS / statistics.median(times) for name, times in seconds.items()}, tokens
+    return {name: statistics.median(times) for name, times in seconds.items()}, results
+
+
+def interleaved_rates(runners: dict, repeats: int) -> tuple[dict, dict]:
+    """tokens/s per runner (median over repeats, runs alternating, order rotating) and each runner's tokens."""
+    seconds, tokens = interleaved_seconds(runners, repeats)
+    return {name: NEW_TOKENS / median for name, median in seconds.items()}, tokens
 
 
 def compiled_runner(model, inputs: dict) -> Callable[[], torch.Tensor]:

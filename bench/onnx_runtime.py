@@ -83,6 +83,17 @@ def build(work: Path) -> dict[str, Path]:
             "ours INT8 (fused + ORT optimizer)": work / "fused_opt_int8.onnx"}
 
 
+def print_node_table(graphs: dict[str, Path], op_types: tuple[str, ...]) -> None:
+    """A markdown table: each graph's node count and how many nodes of each of `op_types` it has."""
+    from hf_tformer_export.export import count_nodes
+
+    print("| graph | nodes | " + " | ".join(op_types) + " |")
+    print("|---|---|" + "---|" * len(op_types))
+    for name, path in graphs.items():
+        counts = count_nodes(path)
+        print(f"| {name} | {sum(counts.values())} | " + " | ".join(str(counts.get(op, 0)) for op in op_types) + " |")
+
+
 def main(argv: Optional[list[str]] = None, prog: Optional[str] = None) -> None:
     """argv: the options (default sys.argv[1:]); prog: the command name in usage lines (`hf-tformer bench ...`)."""
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
@@ -94,8 +105,6 @@ def main(argv: Optional[list[str]] = None, prog: Optional[str] = None) -> None:
     require_optimum_onnx()  # a clear ValueError in an environment without optimum-onnx
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
-    from hf_tformer_export.export import count_nodes
-
     import hf_tformer as ht
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -103,12 +112,7 @@ def main(argv: Optional[list[str]] = None, prog: Optional[str] = None) -> None:
         graphs = build(work)
         pytorch = ht.TformerEncoderModel.from_pretrained(work / "ours").eval()
         sessions = {name: session(path, args.threads) for name, path in graphs.items()}
-        print("| graph | nodes | Attention / MultiHeadAttention | SkipLayerNormalization |")
-        print("|---|---|---|---|")
-        for name, path in graphs.items():
-            counts = count_nodes(path)
-            print(f"| {name} | {sum(counts.values())} | {counts.get('Attention', 0)} / "
-                  f"{counts.get('MultiHeadAttention', 0)} | {counts.get('SkipLayerNormalization', 0)} |")
+        print_node_table(graphs, ("Attention", "MultiHeadAttention", "SkipLayerNormalization"))
         for batch in (1, 8):
             runners = {"ours PyTorch eager (sdpa)": _pytorch_runner(pytorch, batch)}
             for name, sess in sessions.items():

@@ -3,7 +3,7 @@
     hf-tformer convert SOURCE DEST [--to-native MODEL_TYPE] [...]     (= python -m hf_tformer_conversion)
     hf-tformer export onnx CHECKPOINT OUT --task TASK [...]           (= python -m hf_tformer_export onnx)
     hf-tformer optimum-cli ARGS...                                    optimum's CLI, our model types registered
-    hf-tformer bench conversion|encoder-forward|generation|onnx-runtime [OPTIONS]
+    hf-tformer bench conversion|encoder-forward|generation|long-context|onnx-runtime|vision-forward|moe|whisper [...]
     hf-tformer demo [OPTIONS]
 
 Every parser is argparse; a command's module (torch, transformers, optimum) is imported only when that command
@@ -21,7 +21,14 @@ BENCHES = {  # sub-command -> module of hf_tformer_bench (bench/), each with mai
     "conversion": ("conversion", "conversion of a BERT-base-shaped checkpoint: time, peak memory, load time"),
     "encoder-forward": ("encoder_forward", "encoder forward vs BertModel (fp32, bf16)"),
     "generation": ("generation", "greedy generate() tokens/s vs GPT2LMHeadModel and BartForConditionalGeneration"),
+    "long-context": ("long_context", "peak memory / time of a forward at 1k-16k tokens, full vs sliding window, "
+                     "and the sliding-window decoder vs MistralForCausalLM"),
     "onnx-runtime": ("onnx_runtime", "our ONNX Runtime exports vs PyTorch and optimum's native BERT export"),
+    "moe": ("moe", "sparse mixture of experts vs MixtralForCausalLM (converted weights): forward and greedy tok/s"),
+    "vision-forward": ("vision_forward", "image encoder forward vs ViTModel: PyTorch (fp32, bf16) and ONNX Runtime "
+                       "(fused vs optimum's native ViT export)"),
+    "whisper": ("whisper", "speech: whisper-tiny-shaped model vs WhisperForConditionalGeneration (converted weights): "
+                "encoder forward and greedy tok/s, fp32 (bf16 where native)"),
 }
 
 

@@ -27,7 +27,7 @@ from .verify import ParityReport, check_parity
 
 CARRIED_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "vocab.json",
                  "merges.txt", "spiece.model", "sentencepiece.bpe.model", "generation_config.json",
-                 "preprocessor_config.json")
+                 "preprocessor_config.json", "processor_config.json", "added_tokens.json", "normalizer.json")
 
 
 @dataclass
@@ -129,7 +129,7 @@ def convert(source: str, destination: str, *, force: bool = False, allow_pickle:
     config = family.translate_config(config_dict)
     # Read and checked before any work: a token id outside the vocabulary is refused here, nothing written.
     generation_config = read_generation_config(folder, config_dict)
-    carried_unread = check_generation_config(generation_config, config.vocab_size)
+    carried_unread = check_generation_config(generation_config, text_vocab_size(config))
     with torch.device("meta"):
         skeleton = target_class(config)
     expected, tied = _expected_keys(skeleton)
@@ -186,6 +186,11 @@ def convert(source: str, destination: str, *, force: bool = False, allow_pickle:
             report.carried += carried
             report.notes = "; ".join(filter(None, (report.notes, note)))
     return report
+
+
+def text_vocab_size(config) -> Optional[int]:
+    """The vocabulary of a config, or of a dual encoder's text tower (CLIP); None for a model without tokens."""
+    return getattr(getattr(config, "text_config", config), "vocab_size", None)
 
 
 def carry_files(source: Path, destination: Path) -> list[str]:

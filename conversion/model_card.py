@@ -17,12 +17,16 @@ _HEADS = (
     ("ForQuestionAnswering", "question-answering", "AutoModelForQuestionAnswering"),
     ("ForCausalLM", "text-generation", "AutoModelForCausalLM"),
     ("LMHeadModel", "text-generation", "AutoModelForCausalLM"),
+    ("WhisperForConditionalGeneration", "automatic-speech-recognition", "AutoModelForSpeechSeq2Seq"),
     ("ForConditionalGeneration", "text2text-generation", "AutoModelForSeq2SeqLM"),
     ("MTModel", "translation", "AutoModelForSeq2SeqLM"),
     ("ForImageClassification", "image-classification", "AutoModelForImageClassification"),
     ("ForImageClassificationWithTeacher", "image-classification", "AutoModelForImageClassification"),
     ("ViTModel", "image-feature-extraction", "AutoModel"),
     ("DeiTModel", "image-feature-extraction", "AutoModel"),
+    ("CLIPModel", "zero-shot-image-classification", "AutoModelForZeroShotImageClassification"),
+    ("CLIPVisionModel", "image-feature-extraction", "AutoModel"),
+    ("CLIPVisionModelWithProjection", "image-feature-extraction", "AutoModel"),
 )
 _HUB_CACHE_SNAPSHOT = re.compile(r"models--(?P<owner>[^/]+?)--(?P<name>[^/]+)/snapshots/")
 

@@ -17,7 +17,7 @@ import torch
 
 import hf_tformer as ht
 
-from .convert import carry_files
+from .convert import carry_files, text_vocab_size
 from .dtypes import check_dtype_name, checkpoint_dtype, resolve_dtype
 from .generation_settings import (carry_generation_config, check_generation_config, read_generation_config,
                                   settings_summary)
@@ -35,9 +35,17 @@ ARCHITECTURE_FIELDS = (
     "norm_placement", "norm_type", "layer_norm_eps", "attention_bias", "mlp_bias", "lm_head_bias",
     "embedding_layernorm", "type_vocab_size", "scale_embeddings", "tie_word_embeddings", "pad_token_id",
     "image_size", "patch_size", "num_channels", "distillation_token", "distillation_head",
+    "attention_out_bias", "qk_norm", "partial_rotary_factor", "parallel_residual", "sliding_window", "layer_types",
+    "num_experts", "num_experts_per_tok", "norm_topk_prob", "expert_intermediate_size",
+    "shared_expert_intermediate_size", "moe_layer_indices",
+    "patch_embedding_bias", "projection_dim", "logit_scale_init_value",
+    "num_mel_bins", "max_source_positions", "max_target_positions",
 )
+SUB_CONFIGS = ("text_config", "vision_config")  # a dual encoder's towers (CLIP): each must round-trip too
 _OUR_CONFIGS = {c.model_type: c for c in (ht.TformerEncoderConfig, ht.TformerDecoderConfig,
-                                          ht.TformerEncoderDecoderConfig, ht.TformerViTConfig)}
+                                          ht.TformerEncoderDecoderConfig, ht.TformerViTConfig,
+                                          ht.TformerCLIPConfig, ht.TformerCLIPTextConfig, ht.TformerCLIPVisionConfig,
+                                          ht.TformerWhisperConfig)}
 
 
 @dataclass
@@ -78,8 +86,11 @@ def _native_config(family: Source, model_type: str, architecture: str, ours) -> 
     config_class = family.reference_class(architecture).config_class
     native = config_class(**family.native_config(ours), architectures=[architecture])
     back = family.translate_config(native.to_dict())  # what the forward conversion would make of it
-    differing = [f"{name}: ours {getattr(ours, name, None)!r}, via {model_type} {getattr(back, name, None)!r}"
-                 for name in ARCHITECTURE_FIELDS if not _same(getattr(ours, name, None), getattr(back, name, None))]
+    pairs = [("", ours, back)] + [(f"{sub}.", getattr(ours, sub), getattr(back, sub)) for sub in SUB_CONFIGS
+                                  if getattr(ours, sub, None) is not None]
+    differing = [f"{where}{name}: ours {getattr(a, name, None)!r}, via {model_type} {getattr(b, name, None)!r}"
+                 for where, a, b in pairs for name in ARCHITECTURE_FIELDS
+                 if not _same(getattr(a, name, None), getattr(b, name, None))]
     if differing:
         raise ValueError(f"this checkpoint's config does not map onto {model_type}: " + "; ".join(differing))
     return native
@@ -107,7 +118,9 @@ def restore_state_dict(native: torch.nn.Module, ours: torch.nn.Module, family: S
         restored = tensor.detach().clone().reshape(-1)
         for template, where in zip(matched_rule.targets, positions):
             target = template.format(**groups)
-            restored[where.reshape(-1)] = values[target].reshape(-1).to(restored.dtype)
+            # a negative position: a value the forward transform made up (Whisper's zero key bias), not a native one
+            where, kept = where.reshape(-1), where.reshape(-1) >= 0
+            restored[where[kept]] = values[target].reshape(-1)[kept].to(restored.dtype)
             consumed.add(target)
         state[key] = restored.reshape(tensor.shape)
     left = sorted(needed - consumed)
@@ -140,7 +153,7 @@ def to_native(checkpoint: str, destination: str, model_type: str, *, force: bool
     if our_class is None:
         raise ValueError(f"{folder}'s config.json names no hf_tformer class in `architectures`.")
     generation_config = read_generation_config(folder, config_dict)
-    check_generation_config(generation_config, config.vocab_size)
+    check_generation_config(generation_config, text_vocab_size(config))
     written_dtype = resolve_dtype(dtype, checkpoint_dtype(folder))
     ours = our_class.from_pretrained(folder, dtype=torch.float32).eval()  # verified in fp32, like the native side
     architecture, native_config = _native_class_and_config(family, model_type, our_class, config)

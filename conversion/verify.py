@@ -1,6 +1,7 @@
 """The parity gate: source and converted models on the same random inputs (with padding) must agree."""
 
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Optional
 
 import torch
@@ -23,12 +24,21 @@ class ParityReport:
 
 
 def _random_inputs(model: torch.nn.Module, batch: int = 2, length: int = 12, seed: int = 0) -> dict:
-    """Random padded token ids, or for a model fed by pixels (main_input_name) random pixel values."""
+    """Random padded token ids, or for a model fed by pixels / log-mel frames (main_input_name) random pixel values /
+    features (a full window of 2 * max_source_positions frames, as Whisper requires)."""
     config = model.config
+    if getattr(config, "text_config", None) is not None and getattr(config, "vision_config", None) is not None:
+        # a dual encoder (CLIP) scores texts against images: pixels for its image tower, padded ids for its text one
+        towers = (SimpleNamespace(config=config.vision_config, main_input_name="pixel_values"),
+                  SimpleNamespace(config=config.text_config, main_input_name="input_ids"))
+        return {name: value for tower in towers for name, value in _random_inputs(tower, batch, length, seed).items()}
     generator = torch.Generator().manual_seed(seed)
     if model.main_input_name == "pixel_values":
         shape = (batch, config.num_channels, config.image_size, config.image_size)
         return {"pixel_values": torch.randn(shape, generator=generator)}
+    if model.main_input_name == "input_features":
+        shape = (batch, config.num_mel_bins, 2 * config.max_source_positions)
+        return {"input_features": torch.randn(shape, generator=generator)}
     ids = torch.randint(3, config.vocab_size, (batch, length), generator=generator)
     mask = torch.ones_like(ids)
     mask[1, length // 2:] = 0  # right padding in the second row
@@ -38,35 +48,56 @@ def _random_inputs(model: torch.nn.Module, batch: int = 2, length: int = 12, see
 
 
 def _first_output(output) -> torch.Tensor:
-    for name in ("logits", "start_logits", "last_hidden_state"):
+    for name in ("logits", "logits_per_image", "start_logits", "last_hidden_state"):
         if getattr(output, name, None) is not None:
             return getattr(output, name)
     return output[0]
 
 
+def _router_logits_difference(expected_outputs, actual_outputs, keep: torch.Tensor) -> float:
+    """Max-abs difference of every MoE layer's (batch * seq, experts) router logits over the real tokens."""
+    expected, actual = expected_outputs.router_logits, actual_outputs.router_logits
+    if len(expected) != len(actual):
+        raise ValueError(f"parity check failed: {len(actual)} layers return router logits, the source's "
+                         f"{len(expected)}; nothing was written.")
+    rows = keep.reshape(-1) if keep.dim() == 2 else slice(None)
+    return max((float((a[rows] - e[rows]).abs().max()) for e, a in zip(expected, actual)), default=0.0)
+
+
 def check_parity(reference: torch.nn.Module, converted: torch.nn.Module) -> ParityReport:
     """Max-abs difference over real (unpadded) positions; greedy tokens for generative models. Raises ValueError."""
     inputs = _random_inputs(converted)
+    main = converted.main_input_name
     extra = {}
     if converted.config.is_encoder_decoder:
-        extra["decoder_input_ids"] = inputs["input_ids"][:, :5]
+        ids = inputs.get("input_ids")
+        if ids is None:  # speech: random decoder tokens
+            ids = torch.randint(3, converted.config.vocab_size, (inputs[main].shape[0], 5),
+                                generator=torch.Generator().manual_seed(1))
+        extra["decoder_input_ids"] = ids[:, :5]
+    if getattr(converted.config, "num_experts", 0):  # a sparse MoE's router logits must agree too
+        extra["output_router_logits"] = True
     with torch.no_grad():
         expected_outputs = reference(**inputs, **extra)
         actual_outputs = converted(**inputs, **extra)
     expected, actual = _first_output(expected_outputs), _first_output(actual_outputs)
     if expected.shape != actual.shape:
         raise ValueError(f"parity check failed: output shapes differ, {tuple(actual.shape)} vs {tuple(expected.shape)}.")
-    keep = inputs["attention_mask"].bool() if "attention_mask" in inputs and actual.dim() >= 2 and not extra and \
+    keep = inputs["attention_mask"].bool() if "attention_mask" in inputs and actual.dim() >= 2 and \
+        "decoder_input_ids" not in extra and \
         actual.shape[:2] == inputs["input_ids"].shape else torch.ones(actual.shape[:1], dtype=torch.bool)
     difference = float((actual[keep] - expected[keep]).abs().max())
-    pooled = [getattr(output, "pooler_output", None) for output in (expected_outputs, actual_outputs)]
-    if None not in pooled:  # both pool (ViT's pooler): its weights are checked too
-        difference = max(difference, float((pooled[0] - pooled[1]).abs().max()))
+    for name in ("pooler_output", "text_embeds", "image_embeds", "logits_per_text"):
+        pooled = [getattr(output, name, None) for output in (expected_outputs, actual_outputs)]
+        if None not in pooled:  # both pool (ViT's pooler) or project (CLIP): those weights are checked too
+            difference = max(difference, float((pooled[0] - pooled[1]).abs().max()))
+    if "output_router_logits" in extra:
+        difference = max(difference, _router_logits_difference(expected_outputs, actual_outputs, keep))
     if difference > FP32_TOLERANCE:
         raise ValueError(f"parity check failed: max |Δ| = {difference:.3e} > {FP32_TOLERANCE:.0e}; nothing was written.")
     greedy = None
     if hasattr(converted, "generate") and converted.can_generate():
-        prompt = inputs["input_ids"][:1]
+        prompt = inputs[main][:1]
         kwargs = dict(max_new_tokens=8, do_sample=False, num_beams=1, pad_token_id=converted.config.pad_token_id,
                       forced_eos_token_id=None, forced_bos_token_id=None)
         greedy = torch.equal(reference.generate(prompt, **kwargs), converted.generate(prompt, **kwargs))

@@ -1,6 +1,7 @@
 """Train small WordPiece / BPE / Unigram tokenizers locally with the `tokenizers` library (nothing is downloaded)
 and wrap them as transformers fast tokenizers that save next to a checkpoint."""
 
+import json
 from typing import Iterable, Literal
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
@@ -73,3 +74,43 @@ def train_tokenizer(kind: Kind, vocab_size: int = 160, corpus: Iterable[str] = C
     if kind != "wordpiece":  # decoders take no segment ids
         wrapped.model_input_names = ["input_ids", "attention_mask"]
     return wrapped
+
+
+def _byte_characters() -> list[str]:
+    """The 256 printable characters byte-level BPE writes bytes as (GPT-2 / CLIP's table), in byte order."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    shifted = [256 + n for n in range(256 - len(printable))]
+    rest = [b for b in range(256) if b not in printable]
+    return [chr(c) for c in printable + shifted[: len(rest)]]
+
+
+def merges_spelling(words: Iterable[str]) -> list[str]:
+    """Byte-level BPE merges that make each (lower-case ASCII) word one token: "d o", "do g</w>" for "dog"."""
+    merges: list[str] = []
+    for word in dict.fromkeys(words):
+        prefix = word[0]
+        for index, character in enumerate(word[1:], 2):
+            merge = f"{prefix} {character}{'</w>' if index == len(word) else ''}"
+            if merge not in merges:
+                merges.append(merge)
+            prefix += character
+    return merges
+
+
+def clip_tokenizer(folder: "Path | str", merges: list[str]) -> "CLIPTokenizerFast":
+    """transformers' own CLIPTokenizerFast over a vocabulary written to `folder`: every byte (bare and word-final
+    "</w>"), then the merged tokens, then <|startoftext|> and <|endoftext|> (the last id; CLIP pads with it)."""
+    from pathlib import Path
+
+    from transformers import CLIPTokenizerFast
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    characters = _byte_characters()
+    vocab = [*characters, *(c + "</w>" for c in characters), *(m.replace(" ", "") for m in merges),
+             "<|startoftext|>", "<|endoftext|>"]
+    if len(set(vocab)) != len(vocab):
+        raise ValueError("merges produce a token twice; give each merge once (merges_spelling does).")
+    (folder / "vocab.json").write_text(json.dumps({token: index for index, token in enumerate(vocab)}))
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
+    return CLIPTokenizerFast.from_pretrained(folder)

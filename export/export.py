@@ -7,6 +7,7 @@ graph against PyTorch with ONNX Runtime, then rename the staging folder into pla
 
 import collections
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -14,20 +15,26 @@ from typing import Optional
 from hf_tformer_conversion.staging import check_destination, staged_folder
 
 from .model_card import write_export_card
-from .onnx_configs import DEFAULT_OPSET, register, supported_tasks
+from .onnx_configs import DEFAULT_OPSET, register
 from .runtime import variant_name
-from .tasks import ATTENTION_MODES
+from .tasks import ATTENTION_MODES, TASKS, VISION, optimum_task
 from .tied_head import gemms_to_matmuls, share_tied_lm_head
 from .validate import FP32_ATOL, ValidationReport, quantization_report, validate_export
 
 QUANTIZED_FILE, FP16_FILE = variant_name("model.onnx", "quantized"), variant_name("model.onnx", "fp16")
 
 
+class MissingImageProcessorWarning(UserWarning):
+    """An image checkpoint without preprocessor_config.json: optimum copies the checkpoint's image processor into
+    the export, and there is none to copy."""
+
+
 @dataclass
 class ExportReport:
     destination: str
-    task: str
+    task: str  # optimum's name for it (image-feature-extraction -> feature-extraction)
     attention: str
+    model_type: str = ""
     files: list[str] = field(default_factory=list)
     node_counts: dict[str, dict[str, int]] = field(default_factory=dict)  # file -> {op_type: count}
     validation: list[ValidationReport] = field(default_factory=list)
@@ -37,7 +44,7 @@ class ExportReport:
 def read_model_type(checkpoint: Path) -> str:
     config_path = checkpoint / "config.json"
     model_type = json.loads(config_path.read_text()).get("model_type") if config_path.exists() else None
-    if model_type not in ("hf_tformer_encoder", "hf_tformer_decoder", "hf_tformer_encoder_decoder"):
+    if model_type not in TASKS:
         raise ValueError(f"{checkpoint} is not an hf_tformer checkpoint (config.json model_type={model_type!r}); "
                          "convert it first with `python -m hf_tformer_conversion`.")
     return model_type
@@ -72,6 +79,9 @@ def _load_for_export(checkpoint: Path, task: str, attention: str):
         from .packed_attention import pack_self_attention
 
         pack_self_attention(model)  # encoder self attention -> Attention op; the rest stays MultiHeadAttention
+        from .packed_causal_attention import pack_causal_self_attention
+
+        pack_causal_self_attention(model)  # CLIP's text tower (causal, no cache) -> Attention op, unidirectional
     return model
 
 
@@ -111,13 +121,16 @@ def export_onnx(checkpoint: str, destination: str, task: str, *, attention: str 
     if not folder.is_dir():
         raise ValueError(f"{folder} is not a folder; export takes a saved hf_tformer checkpoint folder.")
     model_type = read_model_type(folder)
-    if task not in supported_tasks(model_type):
-        raise ValueError(f"task={task!r} is not supported for {model_type}; valid tasks: "
-                         f"{list(supported_tasks(model_type))}.")
+    task = optimum_task(model_type, task)  # ValueError naming the valid tasks; synonyms -> optimum's name
+    if model_type == VISION and not (folder / "preprocessor_config.json").is_file():
+        warnings.warn(f"{folder} has no preprocessor_config.json, so the export will have none and pipelines will "
+                      "not find an image processor: save the model's (e.g. ViTImageProcessor(...).save_pretrained("
+                      f"'{folder}')) next to the checkpoint and export again.", MissingImageProcessorWarning,
+                      stacklevel=2)
     if attention not in ATTENTION_MODES:
         raise ValueError(f"attention={attention!r} is not supported; choose one of {list(ATTENTION_MODES)}.")
     register()
-    report = ExportReport(str(out), task, attention)
+    report = ExportReport(str(out), task, attention, model_type)
     steps = 2 + quantize + fp16 + validate + 1  # load, export, the variants, validate, model card
     with staged_folder(out, force) as staging, tqdm(total=steps, unit="step", disable=not progress) as bar:
         bar.set_description("load the model")

@@ -4,12 +4,23 @@ from pathlib import Path
 
 from hf_tformer_conversion.model_card import ModelCardFacts, card_base_model, hub_repo_id, write_model_card
 
-from .runtime import ORT_CLASSES
+from .runtime import ort_class_name
+from .tasks import CLIP, CLIP_TEXT, CLIP_VISION, VISION
+
+
+def pipeline_tag(model_type: str, task: str) -> str:
+    """The Hub's pipeline tag for an export: an image model's features are `image-feature-extraction`."""
+    if model_type in (VISION, CLIP_VISION) and task == "feature-extraction":
+        return "image-feature-extraction"
+    return task.removesuffix("-with-past")
 
 
 def write_export_card(folder: Path, checkpoint: Path, report) -> None:
     """folder/README.md for the export described by `report` (an ExportReport) of the hf_tformer `checkpoint`."""
-    figures = [f"{check.file_name}: max |Δ| = {check.max_abs_diff:.2e} against PyTorch on padded random inputs "
+    inputs = {VISION: "random pixel values", CLIP: "padded texts and random pixel values",
+              CLIP_TEXT: "padded texts", CLIP_VISION: "random pixel values"}.get(report.model_type,
+                                                                                 "padded random inputs")
+    figures = [f"{check.file_name}: max |Δ| = {check.max_abs_diff:.2e} against PyTorch on {inputs} "
                "(ONNX Runtime, CPU; gate: 1e-4)" + ("" if check.greedy_identical is None else
                                                       f"; greedy tokens identical: {check.greedy_identical}")
                for check in report.validation] or ["not validated (exported with --no-validate)"]
@@ -19,10 +30,10 @@ def write_export_card(folder: Path, checkpoint: Path, report) -> None:
                        f"{q.agreement:.1%}")
     fused = sorted({op for counts in report.node_counts.values() for op in counts
                     if op in ("Attention", "MultiHeadAttention", "QAttention")})
-    ort_class = ORT_CLASSES[report.task]
+    ort_class = ort_class_name(report.task, report.model_type)
     write_model_card(folder, ModelCardFacts(
         title=f"{checkpoint.name} for ONNX Runtime ({report.task})",
-        pipeline_tag=report.task.removesuffix("-with-past"),
+        pipeline_tag=pipeline_tag(report.model_type, report.task),
         base_model=card_base_model(checkpoint) or hub_repo_id(str(checkpoint)),
         tags=["onnx", "onnxruntime", "optimum"],
         summary=f"The hf_tformer checkpoint `{checkpoint}` exported through optimum for `{report.task}` "
@@ -33,5 +44,28 @@ def write_export_card(folder: Path, checkpoint: Path, report) -> None:
               "hf_tformer_export.register()  # teaches optimum our model types\n"
               f"model = {ort_class}.from_pretrained(\"PATH_OR_REPO_ID\", trust_remote_code=True)\n"
               "# or: hf_tformer_export.runtime.load_ort_model(\"PATH_OR_REPO_ID\", "
-              f"\"{report.task}\", device=\"cpu\")",
+              f"\"{report.task}\", device=\"cpu\")" + _image_pipeline_usage(report)
+              + _zero_shot_pipeline_usage(report),
     ))
+
+
+def _image_pipeline_usage(report) -> str:
+    """For an image export: optimum's pipeline over the model with the image processor saved next to it."""
+    if report.model_type != VISION:
+        return ""
+    return ("\n\nfrom optimum.pipelines import pipeline\nfrom transformers import AutoImageProcessor\n\n"
+            "processor = AutoImageProcessor.from_pretrained(\"PATH_OR_REPO_ID\")  # its preprocessor_config.json\n"
+            f"pipe = pipeline(\"{pipeline_tag(report.model_type, report.task)}\", model=model, "
+            "image_processor=processor, accelerator=\"ort\")")
+
+
+def _zero_shot_pipeline_usage(report) -> str:
+    """For a dual-encoder export: transformers' zero-shot pipeline over the model with the CLIPProcessor saved next
+    to it."""
+    if report.model_type != CLIP:
+        return ""
+    return ("\n\nfrom transformers import AutoProcessor, pipeline\n\n"
+            "processor = AutoProcessor.from_pretrained(\"PATH_OR_REPO_ID\")  # the tokenizer + image processor\n"
+            "pipe = pipeline(\"zero-shot-image-classification\", model=model, tokenizer=processor.tokenizer, "
+            "image_processor=processor.image_processor)\n"
+            "pipe(image, candidate_labels=[\"a photo of a cat\", \"a photo of a dog\"])")

@@ -1,4 +1,4 @@
-"""optimum ONNX configs for the three hf_tformer model types, and their registration with optimum.
+"""optimum ONNX configs for the hf_tformer model types (text and image), and their registration with optimum.
 
 optimum only exports model types it knows. `register()` declares ours with its TasksManager (over optimum's own
 bases, so dummy inputs, dynamic axes, past key/values naming and the decoder-with-past split are optimum's), and
@@ -14,6 +14,12 @@ from optimum.exporters.onnx.config import (
     TextEncoderOnnxConfig,
     TextSeq2SeqOnnxConfig,
 )
+from optimum.exporters.onnx.model_configs import (
+    CLIPOnnxConfig,
+    CLIPTextOnnxConfig,
+    CLIPVisionModelOnnxConfig,
+    ViTOnnxConfig,
+)
 from optimum.exporters.tasks import TasksManager
 from optimum.utils import (
     DummySeq2SeqDecoderTextInputGenerator,
@@ -25,7 +31,19 @@ from optimum.utils import (
 )
 
 from .config_code import route_optimum_config_loading
-from .tasks import DECODER, DEFAULT_OPSET, ENCODER, ENCODER_DECODER, TASKS, supported_tasks  # noqa: F401 (re-exported)
+from .tasks import (  # noqa: F401 (supported_tasks re-exported)
+    DECODER,
+    DEFAULT_OPSET,
+    ENCODER,
+    ENCODER_DECODER,
+    CLIP,
+    CLIP_TEXT,
+    CLIP_VISION,
+    TASKS,
+    VISION,
+    registered_tasks,
+    supported_tasks,
+)
 
 
 class TformerEncoderOnnxConfig(TextEncoderOnnxConfig):
@@ -86,8 +104,60 @@ class TformerEncoderDecoderOnnxConfig(TextSeq2SeqOnnxConfig):
     ATOL_FOR_VALIDATION = 1e-4
 
 
+class TformerViTOnnxConfig(ViTOnnxConfig):
+    """optimum's ViT config as is (pixel_values with dynamic batch, channels, height and width; dummy images of
+    the config's image_size and num_channels): our image encoder takes and returns what transformers' ViT does."""
+
+    DEFAULT_ONNX_OPSET = DEFAULT_OPSET
+    ATOL_FOR_VALIDATION = 1e-4
+
+
+class TformerCLIPOnnxConfig(CLIPOnnxConfig):
+    """optimum's CLIP config as is: input_ids, pixel_values, attention_mask -> logits_per_image, logits_per_text,
+    text_embeds, image_embeds, with dynamic text batch, image batch, sequence length and image size."""
+
+    DEFAULT_ONNX_OPSET = DEFAULT_OPSET
+    ATOL_FOR_VALIDATION = 1e-4
+
+
+def _with_projection(config) -> bool:
+    """A tower saved with its projection (Tformer*WithProjection): it returns text_embeds / image_embeds."""
+    return any(name.endswith("WithProjection") for name in (getattr(config, "architectures", None) or ()))
+
+
+class TformerCLIPTextOnnxConfig(CLIPTextOnnxConfig):
+    """optimum's clip-text config (input_ids only: CLIP's causal text tower never attends to right padding) ->
+    last_hidden_state, pooler_output; a tower saved with its projection gives optimum's clip-text-with-projection
+    outputs (text_embeds, last_hidden_state) instead."""
+
+    DEFAULT_ONNX_OPSET = DEFAULT_OPSET
+    ATOL_FOR_VALIDATION = 1e-4
+
+    @property
+    def outputs(self) -> dict[str, dict[int, str]]:
+        if _with_projection(self._config):
+            return {"text_embeds": {0: "batch_size"}, "last_hidden_state": {0: "batch_size", 1: "sequence_length"}}
+        return super().outputs
+
+
+class TformerCLIPVisionOnnxConfig(CLIPVisionModelOnnxConfig):
+    """optimum's clip_vision_model config: pixel_values -> last_hidden_state, pooler_output; a tower saved with its
+    projection gives image_embeds, last_hidden_state (optimum has no config of its own for that one)."""
+
+    DEFAULT_ONNX_OPSET = DEFAULT_OPSET
+    ATOL_FOR_VALIDATION = 1e-4
+
+    @property
+    def outputs(self) -> dict[str, dict[int, str]]:
+        if _with_projection(self._config):
+            return {"image_embeds": {0: "batch_size"}, "last_hidden_state": {0: "batch_size"}}
+        return super().outputs
+
+
 ONNX_CONFIGS = {ENCODER: TformerEncoderOnnxConfig, DECODER: TformerDecoderOnnxConfig,
-                ENCODER_DECODER: TformerEncoderDecoderOnnxConfig}
+                ENCODER_DECODER: TformerEncoderDecoderOnnxConfig, VISION: TformerViTOnnxConfig,
+                CLIP: TformerCLIPOnnxConfig, CLIP_TEXT: TformerCLIPTextOnnxConfig,
+                CLIP_VISION: TformerCLIPVisionOnnxConfig}
 
 _registered = False
 
@@ -98,7 +168,8 @@ def register() -> None:
     if _registered:
         return
     for model_type, config_class in ONNX_CONFIGS.items():
-        TasksManager.create_register("onnx", overwrite_existing=True)(model_type, *TASKS[model_type])(config_class)
+        TasksManager.create_register("onnx", overwrite_existing=True)(model_type, *registered_tasks(model_type))(
+            config_class)
     _teach_ort_models_kv_heads()
     route_optimum_config_loading(tuple(TASKS))  # each export's config code in its own module (config_code.py)
     _registered = True

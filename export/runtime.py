@@ -4,9 +4,12 @@ onnxruntime-gpu lists the CUDA provider even on a machine without a GPU, and a s
 on CPU. We check first and say so: a user who asked for CUDA learns that they got CPU.
 """
 
+import json
 import warnings
 from pathlib import Path
 from typing import Optional
+
+from .tasks import TASK_SYNONYMS
 
 ORT_CLASSES = {
     "feature-extraction": "ORTModelForFeatureExtraction",
@@ -18,7 +21,22 @@ ORT_CLASSES = {
     "text-generation-with-past": "ORTModelForCausalLM",
     "text2text-generation": "ORTModelForSeq2SeqLM",
     "text2text-generation-with-past": "ORTModelForSeq2SeqLM",
+    "image-classification": "ORTModelForImageClassification",
+    "zero-shot-image-classification": "ORTModelForZeroShotImageClassification",
 }
+# Where the class depends on the model type too: the dual encoder's feature-extraction graph is its zero-shot graph
+# (as optimum exports native CLIP), which ORTModelForFeatureExtraction cannot run (it returns last_hidden_state only).
+ORT_CLASSES_BY_MODEL_TYPE = {("hf_tformer_clip", "feature-extraction"): "ORTModelForZeroShotImageClassification"}
+
+
+def ort_class_name(task: str, model_type: Optional[str] = None) -> str:
+    """The optimum ORTModel class name that loads an export of `model_type` for `task`."""
+    task = TASK_SYNONYMS.get(task, task)
+    if (model_type, task) in ORT_CLASSES_BY_MODEL_TYPE:
+        return ORT_CLASSES_BY_MODEL_TYPE[model_type, task]
+    if task not in ORT_CLASSES:
+        raise ValueError(f"task={task!r} has no ONNX Runtime model class; expected one of {sorted(ORT_CLASSES)}.")
+    return ORT_CLASSES[task]
 
 
 class CudaUnavailableWarning(UserWarning):
@@ -71,6 +89,11 @@ def _file_names(folder: Path, task: str, variant: Optional[str]) -> dict[str, st
             if (folder / variant_name(graph, variant)).exists()}
 
 
+def _model_type(folder: Path) -> Optional[str]:
+    config = folder / "config.json"
+    return json.loads(config.read_text()).get("model_type") if config.is_file() else None
+
+
 def load_ort_model(folder: str | Path, task: str, device: str = "cpu", variant: Optional[str] = None, **kwargs):
     """The optimum ORTModel for `task` over an export folder (our configs registered, remote config code trusted).
 
@@ -80,6 +103,7 @@ def load_ort_model(folder: str | Path, task: str, device: str = "cpu", variant: 
     from .onnx_configs import register
 
     register()
+    task = TASK_SYNONYMS.get(task, task)  # image-feature-extraction runs as feature-extraction
     if task not in ORT_CLASSES:
         raise ValueError(f"task={task!r} has no ONNX Runtime model class; expected one of {sorted(ORT_CLASSES)}.")
     provider = resolve_provider(device)
@@ -88,5 +112,5 @@ def load_ort_model(folder: str | Path, task: str, device: str = "cpu", variant: 
         extra["use_io_binding"] = True
     if task in ("text-generation", "text2text-generation"):  # exported without past: no cache to reuse
         extra["use_cache"] = False
-    model_class = getattr(ort_models, ORT_CLASSES[task])
+    model_class = getattr(ort_models, ort_class_name(task, _model_type(Path(folder))))
     return model_class.from_pretrained(str(folder), provider=provider, trust_remote_code=True, **extra, **kwargs)

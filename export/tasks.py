@@ -5,6 +5,9 @@ environment, including one without optimum-onnx (transformers 5).
 """
 
 ENCODER, DECODER, ENCODER_DECODER = "hf_tformer_encoder", "hf_tformer_decoder", "hf_tformer_encoder_decoder"
+VISION = "hf_tformer_vit"
+# The CLIP-style dual encoder and its towers (saved alone, with or without their projection).
+CLIP, CLIP_TEXT, CLIP_VISION = "hf_tformer_clip", "hf_tformer_clip_text", "hf_tformer_clip_vision"
 
 # ONNX opset 18: LayerNormalization is a single op and every op our graphs use has a CPU and CUDA kernel in ORT
 # 1.20+. Fused attention uses ORT's com.microsoft Attention / MultiHeadAttention contrib ops, which exist at any
@@ -16,7 +19,15 @@ TASKS: dict[str, tuple[str, ...]] = {
     ENCODER: ("feature-extraction", "fill-mask", "text-classification", "token-classification", "question-answering"),
     DECODER: ("feature-extraction", "text-generation", "text-generation-with-past", "text-classification"),
     ENCODER_DECODER: ("feature-extraction", "text2text-generation", "text2text-generation-with-past"),
+    VISION: ("feature-extraction", "image-feature-extraction", "image-classification"),
+    # As optimum exports native CLIP: one graph (input_ids, pixel_values, attention_mask -> logits_per_image,
+    # logits_per_text, text_embeds, image_embeds) for both tasks; the towers as optimum's clip-text / clip_vision_model.
+    CLIP: ("zero-shot-image-classification", "feature-extraction"),
+    CLIP_TEXT: ("feature-extraction",),
+    CLIP_VISION: ("feature-extraction", "image-feature-extraction"),
 }
+# Task names optimum's TasksManager maps to another (its _SYNONYM_TASK_MAP): exported as the task they map to.
+TASK_SYNONYMS = {"image-feature-extraction": "feature-extraction"}
 
 ATTENTION_MODES = ("fused", "plain")
 
@@ -25,3 +36,17 @@ def supported_tasks(model_type: str) -> tuple[str, ...]:
     if model_type not in TASKS:
         raise ValueError(f"model_type={model_type!r} is not an hf_tformer model type; expected one of {sorted(TASKS)}.")
     return TASKS[model_type]
+
+
+def optimum_task(model_type: str, task: str) -> str:
+    """The task name optimum exports `task` under for `model_type` (synonyms resolved); ValueError listing the
+    valid tasks when the model type does not support it."""
+    if task not in supported_tasks(model_type):
+        raise ValueError(f"task={task!r} is not supported for {model_type}; valid tasks: "
+                         f"{list(supported_tasks(model_type))}.")
+    return TASK_SYNONYMS.get(task, task)
+
+
+def registered_tasks(model_type: str) -> tuple[str, ...]:
+    """The tasks to register with optimum's TasksManager (which knows synonyms by their canonical name only)."""
+    return tuple(task for task in supported_tasks(model_type) if task not in TASK_SYNONYMS)

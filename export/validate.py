@@ -1,4 +1,5 @@
-"""Validation of an export: ONNX Runtime against PyTorch on fresh random inputs with padding.
+"""Validation of an export: ONNX Runtime against PyTorch on fresh random inputs with padding (text) or random
+pixel values (images, a batch size other than the export's dummy one).
 
 fp32 exports must match within `atol` on every real (unpadded) position, and generative exports must produce
 exactly PyTorch's greedy tokens on a padded batch. A quantized export is compared with the fp32 one instead and
@@ -12,6 +13,8 @@ from typing import Optional
 import torch
 
 from .runtime import load_ort_model
+from .tasks import VISION
+from .validate_clip import clip_model_type, clip_quantization_report, validate_clip_export
 
 FP32_ATOL = 1e-4
 _AUTO_CLASSES = {
@@ -20,6 +23,7 @@ _AUTO_CLASSES = {
     "token-classification": "AutoModelForTokenClassification", "question-answering": "AutoModelForQuestionAnswering",
     "text-generation": "AutoModelForCausalLM", "text-generation-with-past": "AutoModelForCausalLM",
     "text2text-generation": "AutoModelForSeq2SeqLM", "text2text-generation-with-past": "AutoModelForSeq2SeqLM",
+    "image-classification": "AutoModelForImageClassification",
 }
 
 
@@ -32,8 +36,12 @@ class ValidationReport:
 
 
 def _inputs(config, task: str, seed: int) -> dict[str, torch.Tensor]:
-    """Batch 2 x 9 with the second row padded: on the left for decoders (as generation pads), else on the right."""
+    """Batch 2 x 9 with the second row padded: on the left for decoders (as generation pads), else on the right.
+    Images: 3 random ones of the config's size (optimum exports with a dummy batch of 2: batch stays dynamic)."""
     generator = torch.Generator().manual_seed(seed)
+    if config.model_type == VISION:
+        size = config.image_size
+        return {"pixel_values": torch.randn(3, config.num_channels, size, size, generator=generator)}
     ids = torch.randint(3, config.vocab_size, (2, 9), generator=generator)
     mask = torch.ones_like(ids)
     if task.startswith("text-generation"):
@@ -66,13 +74,15 @@ def run_both(reference, exported, task: str, inputs: dict) -> tuple[list[torch.T
     return expected, actual
 
 
-def _compare(expected, actual, task: str, mask: torch.Tensor) -> tuple[float, float]:
-    """Max-abs difference and argmax agreement over real positions (rows for sequence classification)."""
+def _compare(expected, actual, task: str, mask: Optional[torch.Tensor]) -> tuple[float, float]:
+    """Max-abs difference and argmax agreement over real positions (rows for sequence classification); mask None:
+    every position is real (images)."""
     worst, agree, total = 0.0, 0, 0
     for e, a in zip(expected, actual):
         if e.shape != a.shape:
             raise ValueError(f"validation failed: ONNX output shape {tuple(a.shape)} != PyTorch {tuple(e.shape)}.")
-        if _per_position(task) and e.dim() >= 2 and e.shape[:2] == mask.shape and not task.startswith("text2text"):
+        if (mask is not None and _per_position(task) and e.dim() >= 2 and e.shape[:2] == mask.shape
+                and not task.startswith("text2text")):
             e, a = e[mask.bool()], a[mask.bool()]
         worst = max(worst, float((e - a).abs().max()))
         agree += int((e.argmax(-1) == a.argmax(-1)).sum())
@@ -90,11 +100,13 @@ def validate_export(checkpoint: str | Path, folder: str | Path, task: str, atol:
     """Raise ValueError when ONNX Runtime and PyTorch disagree beyond `atol` or in greedy tokens."""
     import transformers
 
+    if clip_model_type(checkpoint):  # every output of the graph, by name (validate_clip.py)
+        return validate_clip_export(checkpoint, folder, task, atol, seed)
     reference = getattr(transformers, _AUTO_CLASSES[task]).from_pretrained(str(checkpoint), trust_remote_code=True)
     reference.eval()
     exported = load_ort_model(folder, task)
     inputs = _inputs(reference.config, task, seed)
-    worst, _ = _compare(*run_both(reference, exported, task, inputs), task, inputs["attention_mask"])
+    worst, _ = _compare(*run_both(reference, exported, task, inputs), task, inputs.get("attention_mask"))
     name = "every graph" if task.startswith("text2text") else "model.onnx"
     if worst > atol:
         raise ValueError(f"validation failed for {name}: ONNX Runtime vs PyTorch max |diff| = {worst:.3e} > "
@@ -111,8 +123,10 @@ def validate_export(checkpoint: str | Path, folder: str | Path, task: str, atol:
 
 def quantization_report(folder: str | Path, task: str, seed: int = 1234) -> ValidationReport:
     """How far the INT8 graphs are from the fp32 ones: max-abs and argmax agreement (no threshold)."""
+    if clip_model_type(folder):
+        return clip_quantization_report(folder, seed)
     fp32 = load_ort_model(folder, task)
     quantized = load_ort_model(folder, task, variant="quantized")
     inputs = _inputs(fp32.config, task, seed)
-    worst, agreement = _compare(*run_both(fp32, quantized, task, inputs), task, inputs["attention_mask"])
+    worst, agreement = _compare(*run_both(fp32, quantized, task, inputs), task, inputs.get("attention_mask"))
     return ValidationReport("INT8 graphs", worst, agreement=agreement)

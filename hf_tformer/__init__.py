@@ -8,7 +8,20 @@ saved with `save_pretrained` carry the modeling code, so elsewhere they load wit
 from transformers import AutoConfig
 
 from .configuration_tformer import TformerConfig, TformerDecoderConfig, TformerEncoderConfig, TformerEncoderDecoderConfig
+from .configuration_tformer_clip import TformerCLIPConfig, TformerCLIPTextConfig, TformerCLIPVisionConfig
 from .configuration_tformer_vit import TformerViTConfig
+from .configuration_tformer_whisper import TformerWhisperConfig
+from .modeling_tformer_clip import AUTO_CLASSES as _CLIP_AUTO_CLASSES
+from .modeling_tformer_clip import TEXT_AUTO_CLASSES as _CLIP_TEXT_AUTO_CLASSES
+from .modeling_tformer_clip import VISION_AUTO_CLASSES as _CLIP_VISION_AUTO_CLASSES
+from .modeling_tformer_clip import (
+    TformerCLIPModel,
+    TformerCLIPPreTrainedModel,
+    TformerCLIPTextModel,
+    TformerCLIPTextModelWithProjection,
+    TformerCLIPVisionModel,
+    TformerCLIPVisionModelWithProjection,
+)
 from .modeling_tformer_decoder import AUTO_CLASSES as _DECODER_AUTO_CLASSES
 from .modeling_tformer_decoder import (
     TformerDecoderForCausalLM,
@@ -34,6 +47,12 @@ from .modeling_tformer_encoder_decoder import (
 )
 from .modeling_tformer_vit import AUTO_CLASSES as _VIT_AUTO_CLASSES
 from .modeling_tformer_vit import TformerViTForImageClassification, TformerViTModel, TformerViTPreTrainedModel
+from .modeling_tformer_whisper import AUTO_CLASSES as _WHISPER_AUTO_CLASSES
+from .modeling_tformer_whisper import (
+    TformerWhisperForConditionalGeneration,
+    TformerWhisperModel,
+    TformerWhisperPreTrainedModel,
+)
 
 __version__ = "0.1.0"
 
@@ -42,6 +61,10 @@ VARIANTS = {
     TformerDecoderConfig: _DECODER_AUTO_CLASSES,
     TformerEncoderDecoderConfig: _ENCODER_DECODER_AUTO_CLASSES,
     TformerViTConfig: _VIT_AUTO_CLASSES,
+    TformerCLIPConfig: _CLIP_AUTO_CLASSES,
+    TformerCLIPTextConfig: _CLIP_TEXT_AUTO_CLASSES,
+    TformerCLIPVisionConfig: _CLIP_VISION_AUTO_CLASSES,
+    TformerWhisperConfig: _WHISPER_AUTO_CLASSES,
 }
 
 
@@ -57,6 +80,15 @@ def _register_with_auto_classes() -> None:
 _register_with_auto_classes()
 
 __all__ = [
+    "TformerCLIPConfig",
+    "TformerCLIPModel",
+    "TformerCLIPPreTrainedModel",
+    "TformerCLIPTextConfig",
+    "TformerCLIPTextModel",
+    "TformerCLIPTextModelWithProjection",
+    "TformerCLIPVisionConfig",
+    "TformerCLIPVisionModel",
+    "TformerCLIPVisionModelWithProjection",
     "TformerConfig",
     "TformerDecoderConfig",
     "TformerDecoderForCausalLM",
@@ -78,6 +110,10 @@ __all__ = [
     "TformerViTForImageClassification",
     "TformerViTModel",
     "TformerViTPreTrainedModel",
+    "TformerWhisperConfig",
+    "TformerWhisperForConditionalGeneration",
+    "TformerWhisperModel",
+    "TformerWhisperPreTrainedModel",
     "VARIANTS",
     "shift_tokens_right",
 ]

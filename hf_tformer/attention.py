@@ -6,7 +6,9 @@ Query heads attend in groups over shared key/value heads (MHA: groups of 1, GQA:
     kv heads:   k0  |   k1  |   k2  |   k3        num_key_value_groups = 8 / 4 = 2
 
 The score computation goes through transformers' attention interface (`config._attn_implementation`: sdpa by
-default, flash_attention_2, flex_attention, ...) with `eager_attention_forward` as the fallback.
+default, flash_attention_2, flex_attention, ...) with `eager_attention_forward` as the fallback. A sliding-window
+layer hands the kernel its window as the `sliding_window` kwarg (flash attention reads it); every other kernel gets
+the banded mask built in masks.py. QK-norm (Qwen3) normalises each head's query and key before rotary.
 """
 
 from typing import Any, Optional
@@ -17,6 +19,7 @@ from transformers.cache_utils import Cache, EncoderDecoderCache
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from .linear import TformerLinear
+from .norms import build_norm
 from .positions import apply_rotary
 
 
@@ -59,6 +62,7 @@ class TformerAttention(nn.Module):
         self.is_causal = is_causal  # read by the sdpa / flash kernels
         self.is_cross_attention = is_cross_attention
         self.head_dim = config.head_dim
+        self.rotary_dim = config.rotary_dim
         self.num_key_value_groups = config.num_attention_heads // config.num_key_value_heads
         self.scaling = config.attention_scale if config.attention_scale is not None else self.head_dim**-0.5
         self.attention_dropout = config.attention_dropout
@@ -67,7 +71,12 @@ class TformerAttention(nn.Module):
         self.q_proj = TformerLinear(config.hidden_size, q_width, bias=config.attention_bias)
         self.k_proj = TformerLinear(config.hidden_size, kv_width, bias=config.attention_bias)
         self.v_proj = TformerLinear(config.hidden_size, kv_width, bias=config.attention_bias)
-        self.o_proj = TformerLinear(q_width, config.hidden_size, bias=config.attention_bias)
+        self.o_proj = TformerLinear(q_width, config.hidden_size, bias=config.attention_out_bias)
+        if config.qk_norm:
+            self.q_norm = build_norm(config, self.head_dim)
+            self.k_norm = build_norm(config, self.head_dim)
+        local = not is_cross_attention and config.layer_type(layer_idx) == "sliding_attention"
+        self.sliding_window = config.sliding_window if local else None
 
     def _heads(self, states: torch.Tensor) -> torch.Tensor:
         batch, seq = states.shape[:2]
@@ -105,9 +114,12 @@ class TformerAttention(nn.Module):
             key, value = self._cross_key_value(encoder_hidden_states, past_key_values)
         else:
             key, value = self._heads(self.k_proj(hidden_states)), self._heads(self.v_proj(hidden_states))
+            if hasattr(self, "q_norm"):
+                query, key = self.q_norm(query), self.k_norm(key)
             if position_embeddings is not None:
                 cos, sin = position_embeddings
-                query, key = apply_rotary(query, cos, sin), apply_rotary(key, cos, sin)
+                partial = self.rotary_dim if self.rotary_dim < self.head_dim else None
+                query, key = apply_rotary(query, cos, sin, partial), apply_rotary(key, cos, sin, partial)
             if past_key_values is not None:
                 cache = past_key_values
                 if isinstance(cache, EncoderDecoderCache):
@@ -128,6 +140,7 @@ class TformerAttention(nn.Module):
             attention_mask,
             dropout=self.attention_dropout if self.training else 0.0,
             scaling=self.scaling,
+            sliding_window=self.sliding_window,
             **kwargs,
         )
         output = output.reshape(batch, query_length, -1).contiguous()  # (batch, query, heads * head_dim)

@@ -10,8 +10,9 @@ from typing import Any
 POSITION_TYPES = ("sinusoidal", "learned", "rotary", "relative", "none")
 NORM_PLACEMENTS = ("pre", "post")
 NORM_TYPES = ("layernorm", "rmsnorm")
-ACTIVATIONS = ("relu", "gelu", "gelu_new", "silu")
+ACTIVATIONS = ("relu", "gelu", "gelu_new", "silu", "quick_gelu")  # quick_gelu: x * sigmoid(1.702 x) (CLIP)
 GATED_ACTIVATIONS = ("swiglu", "geglu", "geglu_new")
+LAYER_TYPES = ("full_attention", "sliding_attention")
 
 
 def _choice(field: str, value: Any, allowed: tuple[str, ...]) -> None:
@@ -45,6 +46,17 @@ def block_tp_plan(stack: str, *, cross_attention: bool = False) -> dict[str, str
     plan[f"{stack}.layers.*.mlp.up_proj"] = "colwise"
     plan[f"{stack}.layers.*.mlp.gate_proj"] = "colwise"
     plan[f"{stack}.layers.*.mlp.down_proj"] = "rowwise"
+    return plan
+
+
+def moe_tp_plan(stack: str, *, shared_expert: bool) -> dict[str, str]:
+    """The experts of sparse MoE layers split like the dense MLP (Mixtral's plan on transformers 4.57); the router
+    (`mlp.gate`, a few KB) stays replicated so that every rank routes every token alike."""
+    plan = {}
+    for expert in ("experts.*", "shared_expert") if shared_expert else ("experts.*",):
+        plan[f"{stack}.layers.*.mlp.{expert}.gate_proj"] = "colwise"
+        plan[f"{stack}.layers.*.mlp.{expert}.up_proj"] = "colwise"
+        plan[f"{stack}.layers.*.mlp.{expert}.down_proj"] = "rowwise"
     return plan
 
 
@@ -96,6 +108,87 @@ def check_config(config: Any) -> None:
     _positive_number("lm_head_input_scale", config.lm_head_input_scale, "(1.0 leaves the hidden states unscaled)")
     if config.pad_token_id is not None and token_fields and not 0 <= config.pad_token_id < config.vocab_size:
         raise ValueError(f"pad_token_id={config.pad_token_id} is outside the vocabulary [0, {config.vocab_size}).")
+    check_attention_options(config)
+    check_moe_options(config)
+
+
+def check_attention_options(config: Any) -> None:
+    """QK-norm, the output-projection bias, partial rotary, the parallel residual and sliding-window attention."""
+    for field in ("qk_norm", "attention_out_bias", "parallel_residual"):
+        if not isinstance(getattr(config, field), bool):
+            raise ValueError(f"{field}={getattr(config, field)!r} must be True or False.")
+    factor = config.partial_rotary_factor
+    if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 0.0 < factor <= 1.0:
+        raise ValueError(f"partial_rotary_factor={factor!r} must be a number in (0, 1] (1.0 rotates every head dim).")
+    if factor != 1.0 and config.position_embedding_type != "rotary":
+        raise ValueError(f"partial_rotary_factor={factor} needs position_embedding_type='rotary', got "
+                         f"{config.position_embedding_type!r}; leave it at 1.0.")
+    if config.position_embedding_type == "rotary" and config.rotary_dim < 2:
+        raise ValueError(f"partial_rotary_factor={factor} rotates {config.rotary_dim} of head_dim={config.head_dim} "
+                         "dims; rotary needs at least 2.")
+    if config.parallel_residual and config.norm_placement != "pre":
+        raise ValueError("parallel_residual=True adds attention and MLP to the same pre-norm residual; set "
+                         f"norm_placement='pre' (got {config.norm_placement!r}) or parallel_residual=False.")
+    if config.parallel_residual and getattr(config, "is_encoder_decoder", False):
+        raise ValueError("parallel_residual=True is not supported by the encoder-decoder (its decoder blocks add "
+                         "cross attention in sequence); set parallel_residual=False.")
+    window, layer_types = config.sliding_window, config.layer_types
+    if window is not None:
+        _positive_int("sliding_window", window)
+    if window is None and layer_types is None:
+        return
+    if getattr(config, "is_encoder_decoder", False):
+        raise ValueError(f"sliding_window={window!r} / layer_types: local attention is supported by the encoder and "
+                         "decoder variants, not the encoder-decoder; leave both None.")
+    if config.position_embedding_type == "relative":
+        raise ValueError(f"sliding_window={window!r} with position_embedding_type='relative' is not supported (the "
+                         "relative bias spans every key); use rotary or learned positions, or sliding_window=None.")
+    check_layer_types(layer_types, config.num_hidden_layers, window)
+
+
+def check_layer_types(layer_types: Any, num_layers: int, window: Any) -> None:
+    """Also run before transformers 5.x's own `layer_types` validator (which names no fix)."""
+    if layer_types is None:
+        return
+    if not isinstance(layer_types, (list, tuple)) or len(layer_types) != num_layers:
+        raise ValueError(f"layer_types={layer_types!r} must list one entry per layer (num_hidden_layers={num_layers}).")
+    for value in layer_types:
+        _choice("layer_types entry", value, LAYER_TYPES)
+    if "sliding_attention" in layer_types and window is None:
+        raise ValueError("layer_types names 'sliding_attention' layers but sliding_window=None; set the window "
+                         "size (e.g. sliding_window=4096).")
+
+
+def check_moe_options(config: Any) -> None:
+    """The sparse mixture-of-experts fields (moe.py); nothing to check for a dense model (num_experts=0)."""
+    experts = config.num_experts
+    if isinstance(experts, bool) or not isinstance(experts, int) or experts < 0:
+        raise ValueError(f"num_experts={experts!r} must be an integer >= 0 (0 = a dense feed-forward everywhere).")
+    for field in ("norm_topk_prob", "output_router_logits"):
+        if not isinstance(getattr(config, field), bool):
+            raise ValueError(f"{field}={getattr(config, field)!r} must be True or False.")
+    if experts == 0:
+        return
+    if getattr(config, "model_type", None) != "hf_tformer_decoder":
+        raise ValueError(f"num_experts={experts}: the mixture-of-experts feed-forward is supported by the decoder "
+                         "variant (hf_tformer_decoder) only; set num_experts=0.")
+    _positive_int("num_experts_per_tok", config.num_experts_per_tok)
+    if config.num_experts_per_tok > experts:
+        raise ValueError(f"num_experts_per_tok={config.num_experts_per_tok} exceeds num_experts={experts}; route each "
+                         "token to at most num_experts experts.")
+    if config.moe_intermediate_size is not None:
+        _positive_int("moe_intermediate_size", config.moe_intermediate_size)
+    shared = config.shared_expert_intermediate_size
+    if isinstance(shared, bool) or not isinstance(shared, int) or shared < 0:
+        raise ValueError(f"shared_expert_intermediate_size={shared!r} must be an integer >= 0 (0 = no shared expert).")
+    layers = config.moe_layers
+    if layers is not None and (not isinstance(layers, (list, tuple)) or not all(
+            isinstance(i, int) and not isinstance(i, bool) and 0 <= i < config.num_hidden_layers for i in layers)):
+        raise ValueError(f"moe_layers={layers!r} must list layer indices in [0, {config.num_hidden_layers}) (None = "
+                         "every layer).")
+    coef = config.router_aux_loss_coef
+    if isinstance(coef, bool) or not isinstance(coef, (int, float)) or coef < 0:
+        raise ValueError(f"router_aux_loss_coef={coef!r} must be a number >= 0 (0 leaves the LM loss alone).")
 
 
 def check_vision_config(config: Any) -> None:
@@ -114,9 +207,27 @@ def check_vision_config(config: Any) -> None:
         )
     if config.type_vocab_size != 0:
         raise ValueError(f"type_vocab_size={config.type_vocab_size!r}: images have no token types; set it to 0.")
-    for field in ("distillation_token", "distillation_head"):
+    for field in ("distillation_token", "distillation_head", "patch_embedding_bias"):
         if not isinstance(getattr(config, field), bool):
             raise ValueError(f"{field}={getattr(config, field)!r} must be True or False.")
     if config.distillation_head and not config.distillation_token:
         raise ValueError("distillation_head=True classifies from the distillation token, but distillation_token=False;"
                          " set distillation_token=True (DeiT) or distillation_head=False.")
+
+
+def check_clip_config(config: Any, tower: str) -> None:
+    """The CLIP fields of a text / vision tower (after `check_config`) or of the dual config (`tower="dual"`)."""
+    _positive_int("projection_dim", config.projection_dim)
+    if tower == "text" and (isinstance(config.eos_token_id, bool) or not isinstance(config.eos_token_id, int)):
+        raise ValueError(f"eos_token_id={config.eos_token_id!r}: CLIP's text tower pools at the end-of-text token; set "
+                         "it to the tokenizer's eos_token_id (an int).")
+    if tower == "text" and config.position_embedding_type != "learned":
+        raise ValueError(f"position_embedding_type={config.position_embedding_type!r}: CLIP's text tower has learned "
+                         "positions; leave it at 'learned'.")
+    if tower == "vision" and config.distillation_token:
+        raise ValueError("distillation_token=True: CLIP's image tower pools [CLS] and has no distillation token; set "
+                         "distillation_token=False.")
+    if tower == "dual":
+        value = config.logit_scale_init_value
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"logit_scale_init_value={value!r} must be a number (CLIP: 2.6592 = log(1 / 0.07)).")

@@ -8,7 +8,7 @@ from typing import Any, Optional
 
 from transformers import PretrainedConfig
 
-from .config_checks import GATED_ACTIVATIONS, block_tp_plan, check_config
+from .config_checks import GATED_ACTIVATIONS, block_tp_plan, check_config, check_layer_types, moe_tp_plan
 
 class TformerConfig(PretrainedConfig):
     """Fields shared by the encoder, decoder and encoder-decoder.
@@ -33,7 +33,27 @@ class TformerConfig(PretrainedConfig):
         norm_type: `layernorm` | `rmsnorm`.
         layer_norm_eps: epsilon of every norm.
         attention_bias / mlp_bias: bias on the attention / feed-forward projections.
+        attention_out_bias: bias on the attention output projection; None = `attention_bias` (Qwen2: q/k/v biased,
+            output not).
+        qk_norm: RMSNorm over each head's query and key before rotary (Qwen3).
+        partial_rotary_factor: the share of each head's dims that rotary rotates (GPT-NeoX / Pythia: 0.25); the
+            rest pass unrotated.
+        parallel_residual: x + Attn(Norm1(x)) + MLP(Norm2(x)) instead of the sequential residuals (GPT-NeoX);
+            pre-norm only.
+        sliding_window: local attention over the last `sliding_window` keys (the query's own included; an encoder
+            attends |key - query| < sliding_window); None = full attention.
+        layer_types: per layer `full_attention` | `sliding_attention` (Gemma-2 / Qwen2 style interleaving); None =
+            every layer sliding when `sliding_window` is set (Mistral), full otherwise.
         lm_head_bias: bias on the language-modeling output projection.
+        num_experts: experts of a sparse mixture-of-experts feed-forward (decoder; moe.py); 0 = dense everywhere.
+        num_experts_per_tok: experts each token is routed to (top-k of the router's softmax).
+        norm_topk_prob: renormalise the top-k probabilities to sum 1 (Mixtral: True; Qwen2-MoE's own setting).
+        moe_intermediate_size: hidden units of each expert; None = `intermediate_size`.
+        shared_expert_intermediate_size: hidden units of a shared expert every token passes through, scaled by a
+            sigmoid gate (Qwen2-MoE); 0 = none.
+        moe_layers: indices of the layers whose feed-forward is the MoE one, the rest dense; None = every layer.
+        router_aux_loss_coef: weight of the load-balancing loss added to the LM loss when router logits are output.
+        output_router_logits: return each MoE layer's router logits (and the load-balancing `aux_loss`).
         embedding_layernorm: a norm right after the embeddings (BERT, BART).
         type_vocab_size: token-type (segment) vocabulary; 0 disables token-type embeddings.
         scale_embeddings: multiply token embeddings by sqrt(hidden_size) (2017 paper).
@@ -61,8 +81,22 @@ class TformerConfig(PretrainedConfig):
         norm_type: str = "layernorm",
         layer_norm_eps: float = 1e-5,
         attention_bias: bool = True,
+        attention_out_bias: Optional[bool] = None,
+        qk_norm: bool = False,
+        partial_rotary_factor: float = 1.0,
+        parallel_residual: bool = False,
+        sliding_window: Optional[int] = None,
+        layer_types: Optional[list[str]] = None,
         mlp_bias: bool = True,
         lm_head_bias: bool = False,
+        num_experts: int = 0,
+        num_experts_per_tok: int = 2,
+        norm_topk_prob: bool = True,
+        moe_intermediate_size: Optional[int] = None,
+        shared_expert_intermediate_size: int = 0,
+        moe_layers: Optional[list[int]] = None,
+        router_aux_loss_coef: float = 0.001,
+        output_router_logits: bool = False,
         embedding_layernorm: bool = False,
         type_vocab_size: int = 0,
         scale_embeddings: bool = False,
@@ -96,8 +130,22 @@ class TformerConfig(PretrainedConfig):
         self.norm_type = norm_type
         self.layer_norm_eps = layer_norm_eps
         self.attention_bias = attention_bias
+        self.attention_out_bias = attention_bias if attention_out_bias is None else attention_out_bias
+        self.qk_norm = qk_norm
+        self.partial_rotary_factor = partial_rotary_factor
+        self.parallel_residual = parallel_residual
+        self.sliding_window = sliding_window
+        self.layer_types = None if layer_types is None else list(layer_types)
         self.mlp_bias = mlp_bias
         self.lm_head_bias = lm_head_bias
+        self.num_experts = num_experts
+        self.num_experts_per_tok = num_experts_per_tok
+        self.norm_topk_prob = norm_topk_prob
+        self.moe_intermediate_size = moe_intermediate_size
+        self.shared_expert_intermediate_size = shared_expert_intermediate_size
+        self.moe_layers = None if moe_layers is None else list(moe_layers)
+        self.router_aux_loss_coef = router_aux_loss_coef
+        self.output_router_logits = output_router_logits
         self.embedding_layernorm = embedding_layernorm
         self.type_vocab_size = type_vocab_size
         self.scale_embeddings = scale_embeddings
@@ -107,6 +155,7 @@ class TformerConfig(PretrainedConfig):
         self.classifier_dropout = classifier_dropout
         self.initializer_range = initializer_range
         self.use_cache = use_cache
+        check_layer_types(self.layer_types, num_hidden_layers, sliding_window)
         super().__init__(
             pad_token_id=pad_token_id,
             bos_token_id=bos_token_id,
@@ -137,7 +186,30 @@ class TformerConfig(PretrainedConfig):
         check_config(self)
 
     def _position_dim(self) -> int:
-        return self.head_dim if self.position_embedding_type == "rotary" else self.hidden_size
+        return self.rotary_dim if self.position_embedding_type == "rotary" else self.hidden_size
+
+    @property
+    def rotary_dim(self) -> int:
+        """How many of each head's dims rotary rotates (the first ones)."""
+        return int(self.head_dim * self.partial_rotary_factor)
+
+    def layer_type(self, layer_idx: int) -> str:
+        """`full_attention` or `sliding_attention` for the self attention of layer `layer_idx`."""
+        if self.layer_types is not None:
+            return self.layer_types[layer_idx]
+        return "sliding_attention" if self.sliding_window is not None else "full_attention"
+
+    def is_moe_layer(self, layer_idx: int) -> bool:
+        """Whether layer `layer_idx`'s feed-forward is the sparse mixture of experts (moe.py)."""
+        return self.num_experts > 0 and (self.moe_layers is None or layer_idx in self.moe_layers)
+
+    @property
+    def moe_layer_indices(self) -> tuple[int, ...]:
+        return tuple(index for index in range(self.num_hidden_layers) if self.is_moe_layer(index))
+
+    @property
+    def expert_intermediate_size(self) -> int:
+        return self.intermediate_size if self.moe_intermediate_size is None else self.moe_intermediate_size
 
     def _layer_count_fields(self) -> tuple[str, ...]:
         return ("num_hidden_layers",)
@@ -192,6 +264,9 @@ class TformerDecoderConfig(TformerConfig):
         kwargs.setdefault("bos_token_id", 1)
         kwargs.setdefault("eos_token_id", 2)
         super().__init__(hidden_act=hidden_act, **kwargs)
+        if self.num_experts:  # on the instance: a dense model's plan names no expert (unused rules are logged)
+            shared = bool(self.shared_expert_intermediate_size)
+            self.base_model_tp_plan = {**type(self).base_model_tp_plan, **moe_tp_plan("decoder", shared_expert=shared)}
 
 
 class TformerEncoderDecoderConfig(TformerConfig):

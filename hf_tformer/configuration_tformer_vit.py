@@ -20,6 +20,7 @@ class TformerViTConfig(TformerConfig):
         distillation_token: a second learned prefix token after [CLS] (DeiT), with its own position.
         distillation_head: the image classifier averages a second head over the distillation token (DeiT's
             ...ForImageClassificationWithTeacher); needs `distillation_token`.
+        patch_embedding_bias: a bias on the patch Conv2d (ViT has one, CLIP's image tower none).
     The stack adds no positions of its own (`position_embedding_type="none"`: the patch embeddings do) and has no
     token table (`vocab_size=None`); every other field is the shared core's (see TformerConfig).
     """
@@ -34,6 +35,7 @@ class TformerViTConfig(TformerConfig):
         num_channels: int = 3,
         distillation_token: bool = False,
         distillation_head: bool = False,
+        patch_embedding_bias: bool = True,
         hidden_size: int = 768,
         num_hidden_layers: int = 12,
         num_attention_heads: int = 12,
@@ -48,6 +50,7 @@ class TformerViTConfig(TformerConfig):
         self.num_channels = num_channels
         self.distillation_token = distillation_token
         self.distillation_head = distillation_head
+        self.patch_embedding_bias = patch_embedding_bias
         for field, value in (("vocab_size", None), ("pad_token_id", None), ("position_embedding_type", "none"),
                              ("norm_placement", "pre"), ("type_vocab_size", 0), ("use_cache", False),
                              ("tie_word_embeddings", False)):

@@ -16,9 +16,9 @@ from .positions import sinusoidal_position_embeddings
 
 
 class TformerEmbeddings(nn.Module):
-    def __init__(self, config) -> None:
+    def __init__(self, config, position_embedding_type: Optional[str] = None) -> None:
         super().__init__()
-        self.position_embedding_type = config.position_embedding_type
+        self.position_embedding_type = position_embedding_type or config.position_embedding_type
         self.max_positions = config.max_position_embeddings
         self.hidden_size = config.hidden_size
         self.scale = math.sqrt(config.hidden_size) if config.scale_embeddings else 1.0

@@ -1,5 +1,7 @@
 """Position-wise feed-forward networks: dense (act(x W1) W2) and gated (act(x Wg) * (x W1)) W2."""
 
+from typing import Optional
+
 import torch
 from torch import nn
 from transformers.activations import ACT2FN
@@ -16,15 +18,18 @@ def activation_function(name: str) -> nn.Module:
 
 
 class TformerFeedForward(nn.Module):
-    def __init__(self, config) -> None:
+    """`intermediate_size` overrides the config's (the experts and shared expert of a sparse MoE layer, moe.py)."""
+
+    def __init__(self, config, intermediate_size: Optional[int] = None) -> None:
         super().__init__()
+        inner = config.intermediate_size if intermediate_size is None else intermediate_size
         self.is_gated = config.is_gated
-        self.up_proj = TformerLinear(config.hidden_size, config.intermediate_size, bias=config.mlp_bias)
+        self.up_proj = TformerLinear(config.hidden_size, inner, bias=config.mlp_bias)
         if self.is_gated:
-            self.gate_proj = TformerLinear(config.hidden_size, config.intermediate_size, bias=config.mlp_bias)
+            self.gate_proj = TformerLinear(config.hidden_size, inner, bias=config.mlp_bias)
         self.act_fn = activation_function(config.hidden_act)
         self.dropout = nn.Dropout(config.activation_dropout)
-        self.down_proj = TformerLinear(config.intermediate_size, config.hidden_size, bias=config.mlp_bias)
+        self.down_proj = TformerLinear(inner, config.hidden_size, bias=config.mlp_bias)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         if self.is_gated:

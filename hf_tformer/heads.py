@@ -53,6 +53,17 @@ class FirstTokenPooler(nn.Module):
         return torch.tanh(self.dense(hidden_states[:, 0]))
 
 
+class FirstTokenNormPooler(nn.Module):
+    """A norm over the first token (CLIP's image tower: `post_layernorm` of [CLS])."""
+
+    def __init__(self, config) -> None:
+        super().__init__()
+        self.layernorm = build_norm(config)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.layernorm(hidden_states[:, 0])
+
+
 def lm_logits(lm_head: nn.Module, hidden_states: torch.Tensor, logits_to_keep, config) -> torch.Tensor:
     """Vocabulary logits of the kept positions (an int keeps the last n, 0 all; generate() asks for the last one),
     from hidden states scaled by `config.lm_head_input_scale` (T5 with tied embeddings rescales by d**-0.5)."""
@@ -79,6 +90,22 @@ def last_token_index(
         return torch.full((1,), length - 1, dtype=torch.long)
     positions = torch.arange(keep.shape[-1], device=keep.device)
     return (positions * keep).argmax(-1)
+
+
+def eos_token_index(input_ids: torch.Tensor, eos_token_id: Optional[int]) -> torch.Tensor:
+    """(batch,) index CLIP's text tower pools at: each row's first `eos_token_id` (a tokenizer may pad with it too).
+    The legacy eos_token_id=2 of configs from before transformers fixed it means each row's highest id, which was the
+    end-of-text token in CLIP's vocabulary; transformers keeps that rule for such configs, and so do we. Traceable."""
+    ids = input_ids.to(torch.int)  # int32: ONNX's ArgMax does not take int64 at opset 14
+    if eos_token_id == 2:
+        return ids.argmax(-1)
+    return (ids == eos_token_id).to(torch.int).argmax(-1)
+
+
+def contrastive_loss(logits_per_text: torch.Tensor) -> torch.Tensor:
+    """CLIP's symmetric cross entropy over a (texts, images) score matrix whose matching pairs are its diagonal."""
+    targets = torch.arange(logits_per_text.shape[0], device=logits_per_text.device)
+    return (F.cross_entropy(logits_per_text, targets) + F.cross_entropy(logits_per_text.t(), targets)) / 2
 
 
 def token_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

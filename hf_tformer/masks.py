@@ -34,7 +34,8 @@ def _finish(allowed: torch.Tensor, dtype: torch.dtype, attn_implementation: Opti
             return allowed[batch, 0, query, key]
 
         return create_block_mask(mask_mod, batch_size, None, query_length, kv_length, device=allowed.device)
-    return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(
+    # in place: one (batch, 1, query, key) float tensor at the peak, not two (a 16k-token mask is 1 GiB in fp32)
+    return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill_(
         ~allowed, torch.finfo(dtype).min
     )
 
@@ -66,24 +67,36 @@ def self_attention_mask(
     dtype: torch.dtype,
     attn_implementation: Optional[str],
     force_explicit: bool = False,
+    sliding_window: Optional[int] = None,
+    kv_offset: int = 0,
 ) -> Optional[torch.Tensor]:
     """Mask for self attention over `kv_length` keys, of which the last `query_length` are the queries.
 
     attention_mask: (batch, past + query) of 0/1, or None for "attend everywhere allowed".
     cache_position: (query,) absolute position of each query in the key sequence.
     kv_length may exceed past + query (a static cache); those slots are masked as padding.
+    sliding_window: a causal query sees the keys in (query - window, query]; a bidirectional one those with
+        |key - query| < window. Flash attention applies it itself (its `sliding_window` kwarg).
+    kv_offset: absolute position of the first key (a sliding-window cache keeps only the last window - 1 keys).
     """
     if attn_implementation in MASK_FREE_IMPLEMENTATIONS:
         return None
+    if attention_mask is not None and kv_offset:
+        attention_mask = attention_mask[:, kv_offset:]  # (batch, kv_length): the keys the cache still holds
     if _is_flash(attn_implementation):
         return attention_mask
-    if attention_mask is None and not force_explicit:
+    if attention_mask is None and not force_explicit and sliding_window is None:
         if not is_causal or attn_implementation in _KERNELS_WITH_OWN_CAUSALITY:
             return None
     device = cache_position.device
-    key_positions = torch.arange(kv_length, device=device)
+    keys = (torch.arange(kv_length, device=device) + kv_offset)[None, :]  # (1, key)
+    queries = cache_position[:, None]  # (query, 1); comparisons broadcast to (query, key) bools, no int64 grid
     if is_causal:
-        allowed = key_positions[None, :] <= cache_position[:, None]  # (query, key)
+        allowed = keys <= queries
+        if sliding_window is not None:
+            allowed = allowed & (keys > queries - sliding_window)
+    elif sliding_window is not None:
+        allowed = (keys > queries - sliding_window) & (keys < queries + sliding_window)
     else:
         allowed = torch.ones(query_length, kv_length, dtype=torch.bool, device=device)
     allowed = allowed[None, None]  # (1, 1, query, key)
@@ -117,3 +130,26 @@ def static_cache_capacity(past_key_values: Optional[Cache]) -> Optional[int]:
     if not layers or not getattr(layers[0], "is_compileable", False):
         return None
     return getattr(layers[0], "max_cache_len", None)
+
+
+def cached_key_span(past_key_values: Optional[Cache], layer_idx: int, kv_length: int) -> tuple[int, int]:
+    """(keys, absolute position of the first key) that layer `layer_idx` attends over once this step's keys are in.
+
+    A full layer sees all `kv_length` keys from position 0. A sliding-window cache layer (DynamicCache(config=...)
+    builds them from `sliding_window` / `layer_types`) keeps only the last window - 1 keys before the new ones, so
+    its keys start later; the mask must be built over those."""
+    if isinstance(past_key_values, EncoderDecoderCache):
+        past_key_values = past_key_values.self_attention_cache
+    layers = getattr(past_key_values, "layers", None) or []
+    if layer_idx >= len(layers) or not getattr(layers[layer_idx], "is_sliding", False):
+        return kv_length, 0
+    layer = layers[layer_idx]
+    if getattr(layer, "is_compileable", False):
+        raise ValueError(
+            f"a static sliding-window cache ({type(layer).__name__}) is not supported; use the dynamic cache "
+            "(generate()'s default, or DynamicCache(config=model.config)): its sliding layers keep window - 1 keys."
+        )
+    past = layer.get_seq_length()
+    kept = min(past, layer.sliding_window - 1)
+    query_length = kv_length - past
+    return kept + query_length, past - kept

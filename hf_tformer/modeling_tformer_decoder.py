@@ -8,12 +8,15 @@ from transformers.cache_utils import Cache, DynamicCache
 from transformers.modeling_outputs import (
     BaseModelOutputWithPast,
     CausalLMOutputWithPast,
+    MoeCausalLMOutputWithPast,
+    MoeModelOutputWithPast,
     SequenceClassifierOutputWithPast,
 )
 
 from .configuration_tformer import TformerDecoderConfig
 from .heads import causal_lm_loss, last_token_index, lm_logits, sequence_classification_loss
 from .linear import TformerLinear
+from .moe import load_balancing_loss
 from .pretrained import (
     TformerGenerationMixin,
     TformerPreTrainedModel,
@@ -69,9 +72,10 @@ class TformerDecoderModel(TformerDecoderPreTrainedModel):
         use_cache: Optional[bool] = None,
         output_attentions: Optional[bool] = None,
         output_hidden_states: Optional[bool] = None,
+        output_router_logits: Optional[bool] = None,
         return_dict: Optional[bool] = None,
         **kwargs: Any,
-    ) -> Union[BaseModelOutputWithPast, tuple]:
+    ) -> Union[BaseModelOutputWithPast, MoeModelOutputWithPast, tuple]:
         inputs_embeds = embed_input_ids(self.embed_tokens, input_ids, inputs_embeds)
         if past_key_values is not None and not isinstance(past_key_values, Cache):
             raise TypeError(
@@ -81,7 +85,8 @@ class TformerDecoderModel(TformerDecoderPreTrainedModel):
             self.decoder.layers[0].gradient_checkpointing and self.training
         )
         if use_cache and past_key_values is None:
-            past_key_values = DynamicCache()
+            # with the config, sliding-window layers get cache layers that keep only the last window - 1 keys
+            past_key_values = DynamicCache(config=self.config)
         outputs = self.decoder(
             inputs_embeds,
             attention_mask=attention_mask,
@@ -89,14 +94,19 @@ class TformerDecoderModel(TformerDecoderPreTrainedModel):
             past_key_values=past_key_values if use_cache else None,
             output_attentions=config_flag(output_attentions, self.config, "output_attentions"),
             output_hidden_states=config_flag(output_hidden_states, self.config, "output_hidden_states"),
+            output_router_logits=config_flag(output_router_logits, self.config, "output_router_logits"),
             **kwargs,
         )
-        output = BaseModelOutputWithPast(
+        fields = dict(
             last_hidden_state=outputs.last_hidden_state,
             past_key_values=outputs.past_key_values,
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
         )
+        if self.config.num_experts:  # a sparse MoE model answers as transformers' MoE models do
+            output = MoeModelOutputWithPast(**fields, router_logits=outputs.router_logits)
+        else:
+            output = BaseModelOutputWithPast(**fields)
         return output if config_flag(return_dict, self.config, "return_dict") else output.to_tuple()
 
 
@@ -127,9 +137,11 @@ class TformerDecoderForCausalLM(TformerDecoderPreTrainedModel, TformerGeneration
         labels: Optional[torch.LongTensor] = None,
         use_cache: Optional[bool] = None,
         logits_to_keep: Union[int, torch.Tensor] = 0,
+        output_router_logits: Optional[bool] = None,
         return_dict: Optional[bool] = None,
         **kwargs: Any,
-    ) -> Union[CausalLMOutputWithPast, tuple]:
+    ) -> Union[CausalLMOutputWithPast, MoeCausalLMOutputWithPast, tuple]:
+        output_router_logits = config_flag(output_router_logits, self.config, "output_router_logits")
         outputs = self.model(
             input_ids,
             attention_mask=attention_mask,
@@ -137,19 +149,30 @@ class TformerDecoderForCausalLM(TformerDecoderPreTrainedModel, TformerGeneration
             past_key_values=past_key_values,
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
+            output_router_logits=output_router_logits,
             return_dict=True,
             **kwargs,
         )
         # generate() asks for the last position only: skip the vocabulary projection of the rest.
         logits = lm_logits(self.lm_head, outputs.last_hidden_state, logits_to_keep, self.config)
         loss = causal_lm_loss(logits, labels) if labels is not None else None
-        output = CausalLMOutputWithPast(
-            loss=loss,
+        fields = dict(
             logits=logits,
             past_key_values=outputs.past_key_values,
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
         )
+        if not self.config.num_experts:
+            output = CausalLMOutputWithPast(loss=loss, **fields)
+        else:
+            aux_loss = None
+            if output_router_logits and outputs.router_logits:
+                aux_loss = load_balancing_loss(outputs.router_logits, self.config.num_experts,
+                                               self.config.num_experts_per_tok, attention_mask)
+                if loss is not None:
+                    loss = loss + self.config.router_aux_loss_coef * aux_loss.to(loss.device)
+            output = MoeCausalLMOutputWithPast(loss=loss, aux_loss=aux_loss, router_logits=outputs.router_logits,
+                                               **fields)
         return output if config_flag(return_dict, self.config, "return_dict") else output.to_tuple()
 
 

@@ -33,6 +33,7 @@ from .config_checks import check_config  # noqa: F401
 from .embeddings import TformerEmbeddings  # noqa: F401
 from .feed_forward import TformerFeedForward  # noqa: F401
 from .masks import self_attention_mask  # noqa: F401
+from .moe import TformerSparseMoe  # noqa: F401
 from .norms import build_norm  # noqa: F401
 from .positions import apply_rotary  # noqa: F401
 from .tokenization_tformer import TformerTokenizerFast  # noqa: F401  (AutoTokenizer's fallback)

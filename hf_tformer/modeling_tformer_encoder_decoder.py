@@ -29,6 +29,7 @@ from .config_checks import check_config  # noqa: F401
 from .embeddings import TformerEmbeddings  # noqa: F401
 from .feed_forward import TformerFeedForward  # noqa: F401
 from .masks import self_attention_mask  # noqa: F401
+from .moe import TformerSparseMoe  # noqa: F401
 from .norms import build_norm  # noqa: F401
 from .positions import apply_rotary  # noqa: F401
 from .tokenization_tformer import TformerTokenizerFast  # noqa: F401  (AutoTokenizer's fallback)
@@ -42,6 +43,30 @@ def shift_tokens_right(input_ids: torch.Tensor, pad_token_id: Optional[int], dec
     shifted[:, 1:] = input_ids[:, :-1].clone()
     shifted[:, 0] = decoder_start_token_id
     return shifted.masked_fill(shifted == -100, pad_token_id)
+
+
+def run_encoder_stack(
+    stack: TformerStack,
+    inputs_embeds: torch.Tensor,
+    config: TformerEncoderDecoderConfig,
+    attention_mask: Optional[torch.Tensor] = None,
+    output_attentions: Optional[bool] = None,
+    output_hidden_states: Optional[bool] = None,
+    return_dict: Optional[bool] = None,
+    **kwargs: Any,
+) -> Union[BaseModelOutput, tuple]:
+    """A front end's (batch, seq, hidden) through the encoder stack, as the encoder output generate() expects."""
+    outputs = stack(
+        inputs_embeds,
+        attention_mask=attention_mask,
+        output_attentions=config_flag(output_attentions, config, "output_attentions"),
+        output_hidden_states=config_flag(output_hidden_states, config, "output_hidden_states"),
+        **kwargs,
+    )
+    output = BaseModelOutput(
+        last_hidden_state=outputs.last_hidden_state, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+    )
+    return output if config_flag(return_dict, config, "return_dict") else output.to_tuple()
 
 
 class TformerEncoderView(nn.Module):
@@ -68,17 +93,11 @@ class TformerEncoderView(nn.Module):
         return_dict: Optional[bool] = None,
         **kwargs: Any,
     ) -> Union[BaseModelOutput, tuple]:
-        outputs = self.stack(
-            embed_input_ids(self.embed_tokens, input_ids, inputs_embeds),
-            attention_mask=attention_mask,
-            output_attentions=config_flag(output_attentions, self.config, "output_attentions"),
-            output_hidden_states=config_flag(output_hidden_states, self.config, "output_hidden_states"),
-            **kwargs,
+        return run_encoder_stack(
+            self.stack, embed_input_ids(self.embed_tokens, input_ids, inputs_embeds), self.config,
+            attention_mask=attention_mask, output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states, return_dict=return_dict, **kwargs,
         )
-        output = BaseModelOutput(
-            last_hidden_state=outputs.last_hidden_state, hidden_states=outputs.hidden_states, attentions=outputs.attentions
-        )
-        return output if config_flag(return_dict, self.config, "return_dict") else output.to_tuple()
 
 
 class TformerEncoderDecoderPreTrainedModel(TformerPreTrainedModel):
@@ -89,9 +108,15 @@ class TformerEncoderDecoderModel(TformerEncoderDecoderPreTrainedModel):
     def __init__(self, config: TformerEncoderDecoderConfig) -> None:
         super().__init__(config)
         self.shared = make_token_embedding(config)
-        self.encoder = TformerStack(config, config.encoder_layers, is_causal=False)
+        self.encoder = self._build_encoder(config)
         self.decoder = TformerStack(config, config.decoder_layers, is_causal=True, has_cross_attention=True)
         self.post_init()
+
+    def _build_encoder(self, config: TformerEncoderDecoderConfig) -> nn.Module:
+        """The encoder front-end hook. Text: a stack fed by the shared token table (through `get_encoder()`'s view).
+        Another modality returns its own front end + stack here and from `get_encoder()` (speech: the audio
+        encoder of modeling_tformer_whisper.py), and calls `_decode` from its forward."""
+        return TformerStack(config, config.encoder_layers, is_causal=False)
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.shared
@@ -130,7 +155,29 @@ class TformerEncoderDecoderModel(TformerEncoderDecoderPreTrainedModel):
                 output_hidden_states=output_hidden_states,
                 return_dict=True,
             )
-        elif not isinstance(encoder_outputs, BaseModelOutput):
+        return self._decode(
+            encoder_outputs, attention_mask, decoder_input_ids, decoder_attention_mask, decoder_position_ids,
+            past_key_values, decoder_inputs_embeds, use_cache, output_attentions, output_hidden_states, return_dict,
+            **kwargs,
+        )
+
+    def _decode(
+        self,
+        encoder_outputs: Union[BaseModelOutput, tuple],
+        encoder_attention_mask: Optional[torch.Tensor] = None,
+        decoder_input_ids: Optional[torch.LongTensor] = None,
+        decoder_attention_mask: Optional[torch.Tensor] = None,
+        decoder_position_ids: Optional[torch.LongTensor] = None,
+        past_key_values: Optional[Cache] = None,
+        decoder_inputs_embeds: Optional[torch.Tensor] = None,
+        use_cache: Optional[bool] = None,
+        output_attentions: bool = False,
+        output_hidden_states: bool = False,
+        return_dict: Optional[bool] = None,
+        **kwargs: Any,
+    ) -> Union[Seq2SeqModelOutput, tuple]:
+        """The decoder over given encoder outputs (cross attention masked by `encoder_attention_mask`)."""
+        if not isinstance(encoder_outputs, BaseModelOutput):
             encoder_outputs = BaseModelOutput(*encoder_outputs)
         if decoder_input_ids is None and decoder_inputs_embeds is None:
             raise ValueError("Pass decoder_input_ids (or labels to the ForConditionalGeneration model).")
@@ -148,7 +195,7 @@ class TformerEncoderDecoderModel(TformerEncoderDecoderPreTrainedModel):
             attention_mask=decoder_attention_mask,
             position_ids=decoder_position_ids,
             encoder_hidden_states=encoder_outputs.last_hidden_state,
-            encoder_attention_mask=attention_mask,
+            encoder_attention_mask=encoder_attention_mask,
             past_key_values=past_key_values if use_cache else None,
             output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
@@ -169,12 +216,13 @@ class TformerEncoderDecoderModel(TformerEncoderDecoderPreTrainedModel):
 
 class TformerEncoderDecoderForConditionalGeneration(TformerEncoderDecoderPreTrainedModel, TformerGenerationMixin):
     _tied_weights_keys = {"lm_head.weight": "model.shared.weight"}
+    base_model_class: type = TformerEncoderDecoderModel  # what `self.model` is (the speech model sets its own)
     # No vocabulary sharding of the tied head: transformers 5 vocab-shards only a base-model `embed_tokens`, not our
     # `shared` table, whose lookups would then miss the other ranks' rows; 4.57 has no style naming it either.
 
     def __init__(self, config: TformerEncoderDecoderConfig) -> None:
         super().__init__(config)
-        self.model = TformerEncoderDecoderModel(config)
+        self.model = self.base_model_class(config)
         self.lm_head = TformerLinear(config.hidden_size, config.vocab_size, bias=config.lm_head_bias)
         self.post_init()
 

@@ -10,7 +10,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling, ImageClass
 from .configuration_tformer_vit import TformerViTConfig
 from .heads import FirstTokenPooler, sequence_classification_loss
 from .linear import TformerLinear
-from .pretrained import TformerPreTrainedModel, config_flag, declare_auto_classes
+from .pretrained import TformerPreTrainedModel, config_flag, declare_auto_classes, init_normal
 from .stack import TformerStack
 from .vision import TformerPatchEmbeddings, check_pixel_values
 
@@ -23,16 +23,10 @@ from .configuration_tformer import TformerConfig  # noqa: F401
 from .embeddings import TformerEmbeddings  # noqa: F401
 from .feed_forward import TformerFeedForward  # noqa: F401
 from .masks import self_attention_mask  # noqa: F401
+from .moe import TformerSparseMoe  # noqa: F401
 from .norms import build_norm  # noqa: F401
 from .positions import apply_rotary  # noqa: F401
 from .tokenization_tformer import TformerTokenizerFast  # noqa: F401  (AutoTokenizer's fallback)
-
-try:  # transformers 5: an init that leaves weights already loaded from a checkpoint alone
-    from transformers.initialization import normal_ as _init_normal
-except ImportError:  # transformers 4.57 skips loaded modules itself
-    def _init_normal(tensor: torch.Tensor, mean: float, std: float) -> None:
-        tensor.data.normal_(mean=mean, std=std)
-
 
 class TformerViTPreTrainedModel(TformerPreTrainedModel):
     config_class = TformerViTConfig
@@ -44,17 +38,20 @@ class TformerViTPreTrainedModel(TformerPreTrainedModel):
         super()._init_weights(module)
         if isinstance(module, TformerPatchEmbeddings):
             for parameter in module.learned_tokens():
-                _init_normal(parameter, mean=0.0, std=self.config.initializer_range)
+                init_normal(parameter, mean=0.0, std=self.config.initializer_range)
 
 
 class TformerViTModel(TformerViTPreTrainedModel):
     optional_head_modules = ("pooler",)  # loading a classifier's weights (no pooler) here leaves it to fine-tuning
+    # What CLIP's image tower changes (modeling_tformer_clip.py): its pooler, and no final norm on the sequence.
+    pooler_class: type = FirstTokenPooler
+    final_norm: bool = True
 
     def __init__(self, config: TformerViTConfig, add_pooling_layer: bool = True) -> None:
         super().__init__(config)
         self.embeddings = TformerPatchEmbeddings(config)
-        self.encoder = TformerStack(config, config.num_hidden_layers, is_causal=False)
-        self.pooler = FirstTokenPooler(config) if add_pooling_layer else None
+        self.encoder = TformerStack(config, config.num_hidden_layers, is_causal=False, final_norm=self.final_norm)
+        self.pooler = self.pooler_class(config) if add_pooling_layer else None
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Conv2d:
@@ -77,7 +74,7 @@ class TformerViTModel(TformerViTPreTrainedModel):
             output_hidden_states=config_flag(output_hidden_states, self.config, "output_hidden_states"),
             **kwargs,
         )
-        hidden_states = outputs.last_hidden_state  # after the final norm (pre-norm stacks)
+        hidden_states = outputs.last_hidden_state  # after the final norm (pre-norm stacks, unless final_norm=False)
         output = BaseModelOutputWithPooling(
             last_hidden_state=hidden_states,
             pooler_output=self.pooler(hidden_states) if self.pooler is not None else None,

@@ -1,5 +1,7 @@
 """LayerNorm and RMSNorm, chosen by `config.norm_type`."""
 
+from typing import Optional
+
 import torch
 from torch import nn
 
@@ -23,7 +25,9 @@ class TformerRMSNorm(nn.Module):
         return f"{self.weight.shape[0]}, eps={self.eps}"
 
 
-def build_norm(config) -> nn.Module:
+def build_norm(config, width: Optional[int] = None) -> nn.Module:
+    """The config's norm over `width` features (default: hidden_size)."""
+    width = config.hidden_size if width is None else width
     if config.norm_type == "rmsnorm":
-        return TformerRMSNorm(config.hidden_size, eps=config.layer_norm_eps)
-    return nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        return TformerRMSNorm(width, eps=config.layer_norm_eps)
+    return nn.LayerNorm(width, eps=config.layer_norm_eps)

@@ -6,6 +6,7 @@ load or save, no length cap, and no non-persistent buffer to re-create after met
 """
 
 import math
+from typing import Optional
 
 import torch
 from torch import nn
@@ -36,10 +37,18 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([-second, first], dim=-1)
 
 
-def apply_rotary(tensor: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate (batch, heads, seq, head_dim) query or key states by cos/sin of shape (batch, seq, head_dim)."""
-    cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)  # (batch, 1, seq, head_dim)
-    return tensor * cos + _rotate_half(tensor) * sin
+def apply_rotary(
+    tensor: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, rotary_dim: Optional[int] = None
+) -> torch.Tensor:
+    """Rotate (batch, heads, seq, head_dim) query or key states by cos/sin of shape (batch, seq, rotary_dim).
+
+    rotary_dim (a Python int, so tracing sees no shape test): partial rotary (GPT-NeoX), only the first rotary_dim
+    dims rotate and the rest pass unchanged; None rotates all of them."""
+    cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)  # (batch, 1, seq, rotary_dim)
+    if rotary_dim is None:
+        return tensor * cos + _rotate_half(tensor) * sin
+    rotated, passed = tensor[..., :rotary_dim], tensor[..., rotary_dim:]
+    return torch.cat([rotated * cos + _rotate_half(rotated) * sin, passed], dim=-1)
 
 
 def relative_position_buckets(

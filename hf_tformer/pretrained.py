@@ -9,6 +9,16 @@ from transformers import GenerationMixin, PreTrainedModel
 from .linear import to_plain_linear
 from .masks import static_cache_capacity, validating_inputs
 
+try:  # transformers 5: inits that leave weights already loaded from a checkpoint alone
+    from transformers.initialization import constant_ as init_constant
+    from transformers.initialization import normal_ as init_normal
+except ImportError:  # transformers 4.57 skips loaded modules itself
+    def init_normal(tensor: torch.Tensor, mean: float, std: float) -> None:
+        tensor.data.normal_(mean=mean, std=std)
+
+    def init_constant(tensor: torch.Tensor, value: float) -> None:
+        tensor.data.fill_(value)
+
 
 class TformerPreTrainedModel(PreTrainedModel):
     base_model_prefix = "model"

@@ -7,6 +7,7 @@ cross attention to its blocks. Masks and rotary tables are built here once per f
 StaticCache needs it), 5.x no longer does and warns about remote code whose forward names it.
 """
 
+from dataclasses import dataclass
 from typing import Any, Optional
 
 import torch
@@ -17,6 +18,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPastAndCrossAttenti
 from .block import TformerBlock
 from .embeddings import TformerEmbeddings
 from .masks import (
+    cached_key_span,
     check_padding_mask,
     cross_attention_mask,
     self_attention_mask,
@@ -27,18 +29,32 @@ from .norms import build_norm
 from .positions import RelativePositionBias, local_heads, rotary_cos_sin
 
 
+@dataclass
+class TformerStackOutput(BaseModelOutputWithPastAndCrossAttentions):
+    """Adds the router logits of the sparse MoE layers, (batch * seq, num_experts) each, when asked for."""
+
+    router_logits: Optional[tuple[torch.Tensor, ...]] = None
+
+
 class TformerStack(nn.Module):
-    def __init__(self, config, num_layers: int, *, is_causal: bool, has_cross_attention: bool = False) -> None:
+    def __init__(
+        self, config, num_layers: int, *, is_causal: bool, has_cross_attention: bool = False, final_norm: bool = True,
+        position_embedding_type: Optional[str] = None,
+    ) -> None:
         super().__init__()
         self.config = config
         self.is_causal = is_causal
-        self.embeddings = TformerEmbeddings(config)
+        # position_embedding_type="none" over a config with positions: a front end adds this stack's positions
+        # (Whisper's audio encoder) while the other stack of the model uses the config's (its decoder's table).
+        self.position_embedding_type = position_embedding_type or config.position_embedding_type
+        self.embeddings = TformerEmbeddings(config, self.position_embedding_type)
         self.layers = nn.ModuleList(
             TformerBlock(config, index, is_causal=is_causal, has_cross_attention=has_cross_attention)
             for index in range(num_layers)
         )
-        self.final_norm = build_norm(config) if config.norm_placement == "pre" else None
-        if config.position_embedding_type == "relative":
+        # final_norm=False: a pre-norm stack whose model norms only what it pools (CLIP's image tower).
+        self.final_norm = build_norm(config) if config.norm_placement == "pre" and final_norm else None
+        if self.position_embedding_type == "relative":
             self.relative_position_bias = RelativePositionBias(config, bidirectional=not is_causal)
 
     def _positions(
@@ -55,6 +71,26 @@ class TformerStack(nn.Module):
             cache_position = torch.arange(past_length, past_length + query_length, device=device)
         return past_length + query_length, cache_position
 
+    def _layer_masks(
+        self, full_mask, attention_mask: Optional[torch.Tensor], past_key_values: Optional[Cache], kv_length: int,
+        mask_inputs: dict,
+    ) -> list:
+        """Each block's self-attention mask: `full_mask` for full layers, a banded one (over the keys its cache
+        layer still holds) for sliding-window layers; each distinct mask is built once."""
+        masks, built = [], {}
+        for index, block in enumerate(self.layers):
+            window = block.self_attn.sliding_window
+            if window is None:
+                masks.append(full_mask)
+                continue
+            span = cached_key_span(past_key_values, index, kv_length)
+            if (window, span) not in built:
+                built[window, span] = self_attention_mask(
+                    attention_mask, kv_length=span[0], kv_offset=span[1], sliding_window=window, **mask_inputs
+                )
+            masks.append(built[window, span])
+        return masks
+
     def forward(
         self,
         inputs_embeds: torch.Tensor,
@@ -67,13 +103,14 @@ class TformerStack(nn.Module):
         cache_position: Optional[torch.Tensor] = None,
         output_attentions: bool = False,
         output_hidden_states: bool = False,
+        output_router_logits: bool = False,
         **kwargs: Any,
-    ) -> BaseModelOutputWithPastAndCrossAttentions:
+    ) -> TformerStackOutput:
         batch_size, query_length = inputs_embeds.shape[:2]
         kv_length, cache_position = self._positions(
             batch_size, query_length, past_key_values, cache_position, inputs_embeds.device
         )
-        if self.config.position_embedding_type == "learned" and validating_inputs():
+        if self.position_embedding_type == "learned" and validating_inputs():
             # Given position_ids are what index the table: a packed row (vLLM flattens a batch into one row whose
             # positions restart per sequence) holds more tokens than any one sequence has positions.
             needed = kv_length
@@ -92,23 +129,24 @@ class TformerStack(nn.Module):
 
         hidden_states = self.embeddings(inputs_embeds, position_ids, token_type_ids)
         position_embeddings = None
-        if self.config.position_embedding_type == "rotary":
+        if self.position_embedding_type == "rotary":
             position_embeddings = rotary_cos_sin(
-                position_ids, self.config.head_dim, self.config.rotary_base, hidden_states.dtype
+                position_ids, self.config.rotary_dim, self.config.rotary_base, hidden_states.dtype
             )
         implementation = "eager" if output_attentions else self.config._attn_implementation
         relative = hasattr(self, "relative_position_bias")
-        self_mask = self_attention_mask(
-            attention_mask,
+        mask_inputs = dict(
             batch_size=batch_size,
             query_length=query_length,
-            kv_length=kv_length,
             cache_position=cache_position,
             is_causal=self.is_causal,
             dtype=hidden_states.dtype,
             attn_implementation=implementation,
             force_explicit=past_key_values is not None or relative,
         )
+        self_mask = None  # the full-attention layers' mask; not built when every layer slides
+        if any(block.self_attn.sliding_window is None for block in self.layers):
+            self_mask = self_attention_mask(attention_mask, kv_length=kv_length, **mask_inputs)
         if relative:
             if not isinstance(self_mask, torch.Tensor) or self_mask.dim() != 4:
                 raise ValueError(
@@ -137,12 +175,14 @@ class TformerStack(nn.Module):
         all_hidden_states = () if output_hidden_states else None
         all_self_attentions = () if output_attentions else None
         all_cross_attentions = () if output_attentions and encoder_hidden_states is not None else None
-        for block in self.layers:
+        all_router_logits = () if output_router_logits else None
+        layer_masks = self._layer_masks(self_mask, attention_mask, past_key_values, kv_length, mask_inputs)
+        for block, layer_mask in zip(self.layers, layer_masks):
             if output_hidden_states:
                 all_hidden_states += (hidden_states,)
-            hidden_states, self_weights, cross_weights = block(
+            hidden_states, self_weights, cross_weights, router_logits = block(
                 hidden_states,
-                self_mask,
+                layer_mask,
                 encoder_hidden_states=encoder_hidden_states,
                 encoder_attention_mask=cross_mask,
                 position_embeddings=position_embeddings,
@@ -154,14 +194,17 @@ class TformerStack(nn.Module):
                 all_self_attentions += (self_weights,)
                 if all_cross_attentions is not None:
                     all_cross_attentions += (cross_weights,)
+            if output_router_logits and router_logits is not None:
+                all_router_logits += (router_logits,)
         if self.final_norm is not None:
             hidden_states = self.final_norm(hidden_states)
         if output_hidden_states:
             all_hidden_states += (hidden_states,)
-        return BaseModelOutputWithPastAndCrossAttentions(
+        return TformerStackOutput(
             last_hidden_state=hidden_states,
             past_key_values=past_key_values,
             hidden_states=all_hidden_states,
             attentions=all_self_attentions,
             cross_attentions=all_cross_attentions,
+            router_logits=all_router_logits,
         )

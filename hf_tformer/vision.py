@@ -51,7 +51,7 @@ class TformerPatchEmbeddings(nn.Module):
         self.grid = config.image_size // config.patch_size  # patches per side the position table was made for
         self.num_prefix_tokens = config.num_prefix_tokens
         self.projection = nn.Conv2d(config.num_channels, config.hidden_size, kernel_size=config.patch_size,
-                                    stride=config.patch_size)
+                                    stride=config.patch_size, bias=config.patch_embedding_bias)
         # Initialised by the model's _init_weights (normal, initializer_range), as transformers' ViT does.
         self.cls_token = nn.Parameter(torch.zeros(1, 1, config.hidden_size))
         if config.distillation_token:

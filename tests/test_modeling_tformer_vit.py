@@ -11,7 +11,8 @@ from torch.nn import functional as F
 import hf_tformer as ht
 from conftest import run_without_hf_tformer
 from hf_tformer_conversion import convert
-from vision_helpers import VIT, image_processor, images, perturbed, pixels, save_source, source_model, tiny_vit_config
+from vision_helpers import (FEATURE_PIPELINE_CODE, VIT, check_feature_pipeline_results, image_processor, images,
+                            perturbed, pipeline_scores, pixels, save_source, source_model, tiny_vit_config)
 
 
 def build(cls=ht.TformerViTModel, attn_implementation: str = "sdpa", **overrides):
@@ -127,17 +128,8 @@ for folder, auto in ((base, "AutoModel"), (classifier, "AutoModelForImageClassif
 classify = pipeline("image-classification", model=classifier, trust_remote_code=True, top_k=3)
 results["classified_one_by_one"] = [classify(image) for image in images]
 results["classified_batched"] = classify(images, batch_size=3)
-features = pipeline("image-feature-extraction", model=base, trust_remote_code=True)
-results["features_one_by_one"] = [features(image) for image in images]
-results["features_batched"] = features(images, batch_size=3)
-results["pooled"] = [features(image, pool=True) for image in images]
-assert not any(name.startswith("hf_tformer") for name in sys.modules)
-print("RESULTS" + json.dumps(results))
-"""
-
-
-def _scores(results: list) -> list[dict]:
-    return [{item["label"]: item["score"] for item in result} for result in results]
+features_model = base
+""" + FEATURE_PIPELINE_CODE
 
 
 def test_remote_code_and_pipelines_from_a_saved_folder_in_a_fresh_process(tmp_path, hf_home):
@@ -166,12 +158,8 @@ def test_remote_code_and_pipelines_from_a_saved_folder_in_a_fresh_process(tmp_pa
         base = folders["base"][1](**inputs)
     expected = [{["cat", "dog", "fox"][i]: float(p) for i, p in enumerate(row)} for row in probabilities]
     for key in ("classified_one_by_one", "classified_batched"):
-        got = _scores(results[key])
+        got = pipeline_scores(results[key])
         assert [sorted(g) for g in got] == [sorted(e) for e in expected]
         for g, e in zip(got, expected):
             assert all(abs(g[label] - e[label]) < 1e-5 for label in e), (key, g, e)
-    for key in ("features_one_by_one", "features_batched"):
-        got = torch.tensor([row[0] for row in results[key]])  # each: [tokens x hidden] of a batch of one
-        torch.testing.assert_close(got, base.last_hidden_state, atol=1e-5, rtol=1e-5)
-    pooled = torch.tensor([row[0] for row in results["pooled"]])
-    torch.testing.assert_close(pooled, base.pooler_output, atol=1e-5, rtol=1e-5)
+    check_feature_pipeline_results(results, base)

@@ -26,8 +26,10 @@ RANK_SCRIPT = textwrap.dedent("""
         with torch.no_grad():
             logits = model(**reference["inputs"]).logits
             tokens = model.generate(reference["inputs"]["input_ids"], max_new_tokens=5, do_sample=False)
+        mlp = model.model.decoder.layers[-1].mlp
         results[name] = {
             "sharded": type(attention.q_proj.weight).__name__,
+            "experts_sharded": type(mlp.experts[0].down_proj.weight).__name__ if hasattr(mlp, "experts") else None,
             "max_diff": (logits - reference["logits"]).abs().max().item(),
             "tokens_equal": torch.equal(tokens, reference["tokens"]),
         }
@@ -39,6 +41,10 @@ CASES = {
     "decoder-rotary-gqa": (ht.TformerDecoderForCausalLM, "decoder",
                            dict(position_embedding_type="rotary", num_key_value_heads=2, hidden_act="swiglu")),
     "decoder-relative": (ht.TformerDecoderForCausalLM, "decoder", dict(position_embedding_type="relative")),
+    # a dense first layer and a sparse MoE one with a shared expert: every rule of both plans matches a module
+    "decoder-moe": (ht.TformerDecoderForCausalLM, "decoder",
+                    dict(position_embedding_type="rotary", hidden_act="swiglu", num_experts=4, num_experts_per_tok=2,
+                         moe_intermediate_size=32, shared_expert_intermediate_size=32, moe_layers=[1])),
     "seq2seq-relative": (ht.TformerEncoderDecoderForConditionalGeneration, "encoder_decoder",
                          dict(position_embedding_type="relative", norm_type="rmsnorm")),
 }
@@ -78,5 +84,6 @@ def test_two_cpu_ranks_match_one_process(tmp_path, hf_home):
     results = json.loads(lines[0][len("RESULTS "):])
     for name, result in results.items():
         assert result["sharded"] == "DTensor", (name, result)  # the plan was applied, not silently skipped
+        assert result["experts_sharded"] == ("DTensor" if name == "decoder-moe" else None), (name, result)
         assert result["max_diff"] <= 1e-5, (name, result)
         assert result["tokens_equal"], (name, result)

@@ -64,3 +64,29 @@ def images(count: int, seed: int = 0) -> list:
 
     rng = np.random.default_rng(seed)
     return [Image.fromarray(rng.integers(0, 256, (20 + 7 * i, 30 + 5 * i, 3), dtype=np.uint8)) for i in range(count)]
+
+
+# The end of a fresh-process script (tests of remote code): the image-feature-extraction pipeline over the folder
+# `features_model` one image at a time, batched and pooled, added to `results` and printed after "RESULTS".
+FEATURE_PIPELINE_CODE = """
+features = pipeline("image-feature-extraction", model=features_model, trust_remote_code=True)
+results["features_one_by_one"] = [features(image) for image in images]
+results["features_batched"] = features(images, batch_size=3)
+results["pooled"] = [features(image, pool=True) for image in images]
+assert not any(name.startswith("hf_tformer") for name in sys.modules)
+print("RESULTS" + json.dumps(results))
+"""
+
+
+def check_feature_pipeline_results(results: dict, expected) -> None:
+    """What FEATURE_PIPELINE_CODE printed equals `expected` (the model's output on the processor's pixels)."""
+    for key in ("features_one_by_one", "features_batched"):
+        got = torch.tensor([row[0] for row in results[key]])  # each: [tokens x hidden] of a batch of one
+        torch.testing.assert_close(got, expected.last_hidden_state, atol=1e-5, rtol=1e-5)
+    pooled = torch.tensor([row[0] for row in results["pooled"]])
+    torch.testing.assert_close(pooled, expected.pooler_output, atol=1e-5, rtol=1e-5)
+
+
+def pipeline_scores(results: list) -> list[dict]:
+    """Classification pipeline results -> one {label: score} per image."""
+    return [{item["label"]: item["score"] for item in result} for result in results]

@@ -15,9 +15,10 @@ def _rope_theta(config: dict) -> float:
     return float(parameters.get("rope_theta", config.get("rope_theta", 10000.0)))
 
 
-def _llama_config(config: dict) -> ht.TformerDecoderConfig:
+def _llama_config(config: dict, family: str = "Llama", **extra) -> ht.TformerDecoderConfig:
+    """`extra`: the fields a Llama-derived family (Mistral, Qwen) sets on top (sliding window, biases, QK-norm)."""
     if config.get("hidden_act", "silu") != "silu":
-        raise ValueError(f"hidden_act={config['hidden_act']!r} is not supported for Llama; only 'silu' (SwiGLU).")
+        raise ValueError(f"hidden_act={config['hidden_act']!r} is not supported for {family}; only 'silu' (SwiGLU).")
     head_dim = config.get("head_dim")
     if head_dim is not None and head_dim != config["hidden_size"] // config["num_attention_heads"]:
         raise ValueError(f"head_dim={head_dim} differs from hidden_size // num_attention_heads; hf_tformer derives "
@@ -33,6 +34,7 @@ def _llama_config(config: dict) -> ht.TformerDecoderConfig:
         tie_word_embeddings=bool(config.get("tie_word_embeddings", False)),
         pad_token_id=config.get("pad_token_id") if config.get("pad_token_id") is not None else 0,
     )
+    fields.update(extra)
     return ht.TformerDecoderConfig(**fields)
 
 
@@ -53,6 +55,7 @@ def _llama_native(config: ht.TformerConfig) -> dict:
 def _llama_rules(config: dict, target: type) -> list[Rule]:
     m, layer, ours = r"(?:model\.)?", rf"(?:model\.)?layers\.{I}\.", "model.decoder.layers.{i}."
     return [
+        rule(rf"{layer}self_attn\.(?P<n>q_norm|k_norm)\.weight", ours + "self_attn.{n}.weight"),  # Qwen3's QK-norm
         rule(rf"{m}embed_tokens\.weight", "model.embed_tokens.weight"),
         rule(rf"{m}norm\.weight", "model.decoder.final_norm.weight"),
         rule(rf"{layer}self_attn\.(?P<n>q_proj|k_proj|v_proj|o_proj)\.{P}", ours + "self_attn.{n}.{p}"),

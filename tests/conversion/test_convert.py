@@ -1,6 +1,7 @@
 """Conversion from transformers' own classes (random weights), gated on parity, reloaded as remote code."""
 
 import json
+import re
 
 import pytest
 import torch
@@ -41,6 +42,16 @@ def sources():
     roberta = dict(BERT, max_position_embeddings=66, type_vocab_size=1, pad_token_id=1)
     llama = dict(vocab_size=120, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
                  num_key_value_heads=2, max_position_embeddings=64, rope_theta=500.0, pad_token_id=0)
+    # sparse MoE: 4 experts, top-2; Mixtral with a sliding window shorter than the gate's inputs; Qwen2-MoE with a
+    # dense first layer, a shared expert and un-renormalised top-k
+    moe = dict(llama, intermediate_size=24, num_experts_per_tok=2)
+    mixtral = dict(moe, num_local_experts=4, sliding_window=8)
+    qwen2_moe = dict(moe, num_experts=4, moe_intermediate_size=24, shared_expert_intermediate_size=40,
+                     mlp_only_layers=[0], norm_topk_prob=False)
+    # sliding window 8 < the parity gate's 12-token inputs; Qwen: layer 0 full, layer 1 sliding
+    qwen = dict(llama, use_sliding_window=True, sliding_window=8, max_window_layers=1)
+    neox = dict(vocab_size=120, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                max_position_embeddings=64, rotary_pct=0.25, rope_theta=500.0, pad_token_id=0)
     t5 = dict(vocab_size=120, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
               relative_attention_num_buckets=8, relative_attention_max_distance=12, decoder_start_token_id=0)
     t5_v11 = T5ForConditionalGeneration(T5Config(**dict(t5, feed_forward_proj="gated-gelu", tie_word_embeddings=False,
@@ -70,9 +81,19 @@ def sources():
         "t5": T5ForConditionalGeneration(T5Config(**t5)),
         "t5-v1.1": t5_v11,
         "t5-model": T5Model(T5Config(**t5)),
+        "mixtral": transformers.MixtralForCausalLM(transformers.MixtralConfig(**mixtral)),
+        "qwen2-moe": transformers.Qwen2MoeForCausalLM(transformers.Qwen2MoeConfig(**qwen2_moe)),
+        "mistral": transformers.MistralForCausalLM(transformers.MistralConfig(**llama, sliding_window=8, head_dim=8)),
+        "qwen2": transformers.Qwen2ForCausalLM(transformers.Qwen2Config(**qwen)),
+        "qwen3": transformers.Qwen3ForCausalLM(transformers.Qwen3Config(**dict(qwen, max_window_layers=0), head_dim=8)),
+        "gpt-neox": transformers.GPTNeoXForCausalLM(transformers.GPTNeoXConfig(**neox)),
+        "gpt-neox-sequential": transformers.GPTNeoXForCausalLM(transformers.GPTNeoXConfig(
+            **neox, use_parallel_residual=False)),
     }
 
 
+# sliding window, QK-norm, partial rotary: two reload as remote code here, every one is in test_mistral_qwen.py
+LOCAL = ("mistral", "gpt-neox")
 AUTO_CLASS = {"bert-model": "AutoModel", "bert-mlm": "AutoModelForMaskedLM",
               "bert-cls": "AutoModelForSequenceClassification", "bert-token": "AutoModelForTokenClassification",
               "bert-qa": "AutoModelForQuestionAnswering", "gpt2": "AutoModelForCausalLM", "bart": "AutoModelForSeq2SeqLM",
@@ -80,8 +101,9 @@ AUTO_CLASS = {"bert-model": "AutoModel", "bert-mlm": "AutoModelForMaskedLM",
               "roberta-cls": "AutoModelForSequenceClassification", "xlmr-token": "AutoModelForTokenClassification",
               "marian": "AutoModelForSeq2SeqLM", "llama": "AutoModelForCausalLM",
               "llama-mqa-cls": "AutoModelForSequenceClassification", "t5": "AutoModelForSeq2SeqLM",
-              "t5-v1.1": "AutoModelForSeq2SeqLM", "t5-model": "AutoModel"}
-GENERATIVE = ("gpt2", "bart", "marian", "llama", "t5", "t5-v1.1")
+              "t5-v1.1": "AutoModelForSeq2SeqLM", "t5-model": "AutoModel", "mixtral": "AutoModelForCausalLM",
+              "qwen2-moe": "AutoModelForCausalLM", **dict.fromkeys(LOCAL, "AutoModelForCausalLM")}
+GENERATIVE = ("gpt2", "bart", "marian", "llama", "t5", "t5-v1.1", "mixtral", "qwen2-moe", *LOCAL)
 SEQ2SEQ = ("bart", "marian", "t5", "t5-v1.1", "t5-model")
 
 
@@ -135,8 +157,12 @@ def test_unsupported_architecture_lists_the_supported_ones(tmp_path):
 
     folder = save(DistilBertModel(DistilBertConfig(vocab_size=50, dim=16, n_layers=1, n_heads=4, hidden_dim=32)),
                   tmp_path / "distilbert")
-    with pytest.raises(ValueError, match=r"'distilbert' is not supported; supported: \['bart', 'bert', 'deit', 'gpt2', "
-                                         r"'llama', 'marian', 'roberta', 't5', 'vit', 'xlm-roberta'\]"):
+    from hf_tformer_conversion.sources import SOURCES
+
+    assert {"bart", "bert", "gpt2", "gpt_neox", "llama", "mistral", "qwen2", "qwen3", "t5", "vit", "clip",
+            "clip_text_model", "clip_vision_model", "whisper"} <= set(SOURCES)
+    with pytest.raises(ValueError, match=r"'distilbert' is not supported; supported: "
+                                         + re.escape(str(sorted(SOURCES)))):
         convert(folder, str(tmp_path / "out"), progress=False)
     assert not (tmp_path / "out").exists()
 

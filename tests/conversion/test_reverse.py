@@ -9,7 +9,8 @@ from hf_tformer_conversion import convert, to_native
 from hf_tformer_conversion.__main__ import main as cli
 from test_convert import save, sources
 
-ROUND_TRIPS = ["bert-cls", "bert-mlm", "roberta-mlm", "gpt2", "llama", "bart", "marian", "t5", "t5-v1.1"]
+ROUND_TRIPS = ["bert-cls", "bert-mlm", "roberta-mlm", "gpt2", "llama", "bart", "marian", "t5", "t5-v1.1", "mixtral",
+               "qwen2-moe", "mistral", "qwen2", "qwen3", "gpt-neox"]
 
 
 @pytest.mark.parametrize("name", ROUND_TRIPS)
@@ -52,6 +53,20 @@ def test_a_config_that_does_not_map_is_refused_by_field(tmp_path, overrides, fie
     with pytest.raises(ValueError, match=field):
         to_native(str(tmp_path / "ours"), str(tmp_path / "gpt2"), "gpt2")
     assert not (tmp_path / "gpt2").exists()
+
+
+@pytest.mark.parametrize("overrides, model_type, field", [
+    ({}, "mixtral", "num_experts=0"),
+    ({"num_experts": 4, "shared_expert_intermediate_size": 16}, "mixtral", "shared_expert_intermediate_size=16"),
+    ({"num_experts": 4}, "qwen2_moe", "shared_expert_intermediate_size=0"),
+], ids=["dense-to-mixtral", "shared-expert-to-mixtral", "no-shared-expert-to-qwen2-moe"])
+def test_an_moe_config_that_does_not_map_is_refused_by_field(tmp_path, overrides, model_type, field):
+    config = tiny_config("decoder", hidden_act="swiglu", position_embedding_type="rotary", norm_type="rmsnorm",
+                         mlp_bias=False, attention_bias=False, **overrides)
+    ht.TformerDecoderForCausalLM(config).save_pretrained(tmp_path / "ours")
+    with pytest.raises(ValueError, match=field):
+        to_native(str(tmp_path / "ours"), str(tmp_path / "native"), model_type)
+    assert not (tmp_path / "native").exists()
 
 
 def test_bad_targets_and_destinations(tmp_path):

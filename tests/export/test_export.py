@@ -68,7 +68,8 @@ def test_every_task_exports_fused_and_matches_pytorch(tmp_path, hf_home, variant
     ({"position_embedding_type": "rotary"}, 0),  # rotary: the Attention op cannot rotate; MultiHeadAttention
     ({"num_key_value_heads": 2}, 0),  # GQA: the packed weight layout wants one kv head per query head
     ({"position_embedding_type": "relative"}, 0),  # T5 bias per head and query: MultiHeadAttention's attention_bias
-], ids=["bias", "no-bias", "rotary", "gqa", "relative"])
+    ({"sliding_window": 3}, 0),  # local attention: a banded mask, not key padding
+], ids=["bias", "no-bias", "rotary", "gqa", "relative", "sliding"])
 def test_encoder_packs_self_attention_only_where_the_op_matches(tmp_path, hf_home, overrides, packed):
     folder = save(tmp_path, "encoder", ht.TformerEncoderForSequenceClassification, **overrides)
     report = export_onnx(str(folder), str(tmp_path / "onnx"), "text-classification")

@@ -1,0 +1,34 @@
+"""A sliding-window decoder exports through our optimum registration (text-generation-with-past). The graph takes
+past key/values as optimum hands them (a full cache) and applies the window as a banded mask, so ONNX Runtime
+generates PyTorch's tokens (whose own cache keeps only window - 1 keys) on a left-padded batch well past the window;
+the ORT cache is not bounded by the window (see README)."""
+
+import pytest
+import torch
+
+pytest.importorskip("optimum.exporters.onnx", reason="optimum-onnx is installed in the transformers 4.57 environment")
+
+import hf_tformer as ht  # noqa: E402
+from conftest import tiny_config  # noqa: E402
+from hf_tformer_export.export import export_onnx  # noqa: E402
+from hf_tformer_export.runtime import load_ort_model  # noqa: E402
+
+pytestmark = pytest.mark.needs_optimum
+
+
+def test_sliding_window_decoder_generates_pytorchs_tokens_on_ort(tmp_path, hf_home):
+    torch.manual_seed(0)  # one full and one sliding layer: both masks go through the graph
+    config = tiny_config("decoder", position_embedding_type="rotary", num_key_value_heads=2, sliding_window=4,
+                         layer_types=["full_attention", "sliding_attention"])
+    ht.TformerDecoderForCausalLM(config).eval().save_pretrained(tmp_path / "ckpt")
+    report = export_onnx(str(tmp_path / "ckpt"), str(tmp_path / "onnx"), "text-generation-with-past")
+    check = report.validation[0]
+    assert check.max_abs_diff <= 1e-4 and check.greedy_identical is True
+    ort = load_ort_model(tmp_path / "onnx", "text-generation-with-past")
+    pytorch = ht.TformerDecoderForCausalLM.from_pretrained(tmp_path / "ckpt").eval()
+    ids = torch.randint(3, 90, (3, 10))
+    mask = torch.ones_like(ids)
+    mask[1, :2], mask[2, :6] = 0, 0
+    ids[mask == 0] = 0
+    kwargs = dict(attention_mask=mask, max_new_tokens=12, min_new_tokens=12, do_sample=False)
+    assert torch.equal(ort.generate(ids, **kwargs), pytorch.generate(ids, **kwargs))
