@@ -14,19 +14,19 @@ SCORE_ATOL = 1e-4  # pipeline scores from ONNX Runtime vs PyTorch (the export's 
 
 
 @torch.no_grad()
-def reference_inputs(model, tokenizer, examples: list[str], targets: list) -> dict:
+def reference_inputs(model, inputs: dict, tokenizer, targets: list, logits_field: str = "logits") -> dict:
     """The example batch and the trained model's logits on it: the fresh process must reproduce them bit for bit."""
-    inputs = dict(tokenizer(examples, padding=True, return_tensors="pt"))
     if model.config.is_encoder_decoder:
         labels = tokenizer(targets, padding=True, return_tensors="pt")["input_ids"]
         inputs["decoder_input_ids"] = model.prepare_decoder_input_ids_from_labels(labels)
-    return {"inputs": inputs, "logits": model.eval()(**inputs).logits}
+    return {"inputs": inputs, "logits": getattr(model.eval()(**inputs), logits_field)}
 
 
 def reload_in_fresh_process(items: list[dict], scratch: Path) -> dict[str, dict]:
     """Run reload_check.py on every checkpoint in one fresh interpreter without hf_tformer; results by variant.
 
-    items: variant, folder, auto_class, pipeline_task, pipeline_kwargs, examples, reference (a torch.save file)."""
+    items: variant, folder, auto_class, pipeline_task, pipeline_kwargs, logits_field, examples, reference (a
+    torch.save file)."""
     spec, result = scratch / "reload_spec.json", scratch / "reload_result.json"
     spec.write_text(json.dumps(items))
     # PYTHONPATH cleared and a private modules cache: the checkpoint's own code is all the child can run.
@@ -54,10 +54,11 @@ def outputs_match(actual: list[dict], expected: list[dict], atol: float = SCORE_
     return True
 
 
-def export_and_run_onnx(checkpoint: Path, destination: Path, onnx_task: str, pipeline_task: str, tokenizer,
+def export_and_run_onnx(checkpoint: Path, destination: Path, onnx_task: str, pipeline_task: str, preprocessor: dict,
                         examples: list[str], pipeline_kwargs: dict) -> dict:
     """Export with hf_tformer_export (validated against PyTorch on padded random inputs before it is written), then
-    run the same pipeline on ONNX Runtime over the examples."""
+    run the same pipeline on ONNX Runtime over the examples. `preprocessor`: {"tokenizer": ...} or
+    {"image_processor": ...}, as pipeline() takes it."""
     import transformers
     from optimum.utils import logging as optimum_logging
 
@@ -71,7 +72,7 @@ def export_and_run_onnx(checkpoint: Path, destination: Path, onnx_task: str, pip
         report = export_onnx(str(checkpoint), str(destination), onnx_task)
     export_seconds = time.perf_counter() - start
     start = time.perf_counter()
-    pipe = transformers.pipeline(pipeline_task, model=load_ort_model(destination, onnx_task), tokenizer=tokenizer)
+    pipe = transformers.pipeline(pipeline_task, model=load_ort_model(destination, onnx_task), **preprocessor)
     outputs = [pipe(text, **pipeline_kwargs)[0] for text in examples]
     check = report.validation[0]
     return {"task": onnx_task, "export_seconds": export_seconds, "run_seconds": time.perf_counter() - start,

@@ -12,6 +12,11 @@ def display(output: dict) -> str:
     return output["generated_text"].strip()  # text-generation without the prompt starts with its space
 
 
+def shown_input(value: str) -> str:
+    """An example input in a table cell: the text, or an image file (relative to the report) shown inline."""
+    return f"![{value}]({value})" if value.endswith(".png") else value
+
+
 def format_diff(value: float | None) -> str:
     """A max-abs difference, or '-' where the export failed before measuring one."""
     return "-" if value is None else f"{value:.1e}"
@@ -33,8 +38,12 @@ def plot_losses(variants: list[dict], path: Path) -> None:
     matplotlib.use("Agg")  # files only: no display needed
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(1, len(variants), figsize=(5 * len(variants), 3.8), squeeze=False)
-    for axis, result in zip(axes[0], variants):
+    columns = min(3, len(variants))
+    rows = math.ceil(len(variants) / columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(5 * columns, 3.8 * rows), squeeze=False)
+    for axis in axes.flat[len(variants):]:
+        axis.set_visible(False)
+    for axis, result in zip(axes.flat, variants):
         losses = result["losses"]
         steps = range(1, len(losses) + 1)
         axis.plot(steps, losses, color="tab:blue", alpha=0.25, linewidth=0.8, label="per step")
@@ -61,7 +70,7 @@ def _status(passed: bool) -> str:
 
 def markdown(summary: dict, png_name: str) -> str:
     lines = [
-        "# hf_tformer demo: three tiny models trained on CPU, reloaded as remote code, run on ONNX Runtime", "",
+        "# hf_tformer demo: tiny models trained on CPU, reloaded as remote code, run on ONNX Runtime", "",
         f"Mode: **{summary['mode']}**, seed {summary['seed']}, {summary['torch_threads']} torch thread(s) for "
         f"training, CPU capability {summary['cpu_capability']}; torch {summary['versions']['torch']}, transformers "
         f"{summary['versions']['transformers']}, optimum-onnx {summary['versions']['optimum-onnx']}, onnxruntime "
@@ -84,14 +93,15 @@ def markdown(summary: dict, png_name: str) -> str:
             f"{format_diff(r['onnx']['max_abs_diff'])} | {'n/a (classifier)' if greedy is None else greedy} |")
     for r in summary["variants"]:
         lines += ["", f"## {r['variant']}: {r['task']}", "",
-                  f"`{r['model_class']}`, {r['parameters']:,} parameters, {r['tokenizer']} tokenizer; trained "
+                  f"`{r['model_class']}`, {r['parameters']:,} parameters, {r['tokenizer']}; trained "
                   f"{r['steps']} steps × batch {r['batch_size']} (AdamW, lr {r['lr']}). Loss {r['initial_loss']:.3f} "
                   f"→ {r['final_loss']:.4f} (mean of the last {r['final_window']} steps). {r['note']}", "",
                   f"Reloaded in a fresh process without hf_tformer as `{r['reload']['class']}` "
                   f"(`{r['auto_class']}.from_pretrained(..., trust_remote_code=True)`); pipeline "
                   f"`{r['pipeline_task']}` on held-out inputs:", "",
                   "| input | expected | reloaded pipeline | ONNX Runtime pipeline |", "|---|---|---|---|"]
-        lines += [f"| {e['input']} | {e['expected']} | {e['reloaded']} | {e['onnx']} |" for e in r["examples"]]
+        lines += [f"| {shown_input(e['input'])} | {e['expected']} | {e['reloaded']} | {e['onnx']} |"
+                  for e in r["examples"]]
         t = r["timings"]
         lines += ["", f"Timings: train {t['train']:.1f} s, held-out evaluation {t['evaluate']:.1f} s, save "
                   f"{t['save']:.2f} s, reload {r['reload']['load_seconds']:.2f} s, pipeline from the folder "

@@ -15,6 +15,7 @@ SEED = 0
 QUALITY_FLOOR = 0.9  # the full demo's held-out metric must reach this (quick mode trains too briefly to ask it)
 EXAMPLES = 4  # held-out inputs shown through the reloaded pipeline
 ONNX_ATOL = 1e-4  # hf_tformer_export's fp32 validation bound
+RELOAD_SCORE_ATOL = 1e-6
 
 
 @dataclass
@@ -29,6 +30,12 @@ def pick(values: list, count: int) -> list:
     return [values[index * len(values) // count] for index in range(min(count, len(values)))]
 
 
+def preprocessor_name(preprocessor) -> str:
+    """'WordPiece tokenizer' (a fast tokenizer's model) or the class name ('ViTImageProcessor')."""
+    backend = getattr(preprocessor, "backend_tokenizer", None)
+    return f"{type(backend.model).__name__} tokenizer" if backend else type(preprocessor).__name__
+
+
 def train_and_save(variant: Variant, folder: Path, scratch: Path, steps: int, progress: bool) -> Trained:
     """Train, evaluate on held-out data, run the pipeline in process, save checkpoint + tokenizer to `folder`."""
     import transformers
@@ -38,41 +45,52 @@ def train_and_save(variant: Variant, folder: Path, scratch: Path, steps: int, pr
     tokenizer, model = variant.build(task_data)
     start = time.perf_counter()
     losses = fit(model, variant.encode(tokenizer, task_data.train), steps=steps, batch_size=variant.batch_size,
-                 lr=variant.lr, seed=SEED, progress=progress, description=f"{variant.name}: train")
+                 lr=variant.lr, seed=SEED, progress=progress, description=f"{variant.name}: train",
+                 forward_kwargs=variant.forward_kwargs)
     timings = {"train": time.perf_counter() - start}
     start = time.perf_counter()
     metric = variant.evaluate(model, tokenizer, task_data.held_out)
     timings["evaluate"] = time.perf_counter() - start
     examples, targets = pick(task_data.held_out.inputs, EXAMPLES), pick(task_data.held_out.targets, EXAMPLES)
-    pipe = transformers.pipeline(variant.pipeline_task, model=model, tokenizer=tokenizer)
+    shown = examples
+    if variant.example_files:  # images: written as files the pipelines read; the report shows them by path
+        examples = variant.example_files(examples, folder.parent / "examples" / variant.name)
+        shown = [str(Path(path).relative_to(folder.parent)) for path in examples]
+    pipe = transformers.pipeline(variant.pipeline_task, model=model, **variant.pipeline_preprocessors(tokenizer))
     in_process = [pipe(text, **variant.pipeline_kwargs)[0] for text in examples]
     start = time.perf_counter()
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     timings["save"] = time.perf_counter() - start
     reference = scratch / f"{variant.name}.pt"
-    torch.save(reference_inputs(model, tokenizer, examples, targets), reference)
+    torch.save(reference_inputs(model, variant.model_inputs(tokenizer, examples), tokenizer, targets,
+                                variant.logits_field), reference)
     window = max(1, steps // 20)
     result = {
         "variant": variant.name, "task": variant.task, "short_task": variant.short_task,
         "model_class": type(model).__name__, "auto_class": variant.auto_class, "pipeline_task": variant.pipeline_task,
-        "tokenizer": type(tokenizer.backend_tokenizer.model).__name__, "parameters": model.num_parameters(),
+        "tokenizer": preprocessor_name(tokenizer), "parameters": model.num_parameters(),
         "steps": steps, "batch_size": variant.batch_size, "lr": variant.lr, "losses": [round(x, 6) for x in losses],
         "initial_loss": losses[0], "final_loss": sum(losses[-window:]) / window, "final_window": window,
         "note": variant.note, "metric_name": variant.metric, "metric": metric,
         "held_out_size": len(task_data.held_out.inputs),
-        "examples": [{"input": text, "expected": model.config.id2label[t] if isinstance(t, int) else t}
-                     for text, t in zip(examples, targets)],
+        "examples": [{"input": text, "expected": (variant.label_names or model.config.id2label)[t]
+                      if isinstance(t, int) else t}
+                     for text, t in zip(shown, targets)],
         "in_process_outputs": in_process, "timings": timings,
     }
     reload_item = {"variant": variant.name, "folder": str(folder), "auto_class": variant.auto_class,
                    "pipeline_task": variant.pipeline_task, "pipeline_kwargs": variant.pipeline_kwargs,
+                   "logits_field": variant.logits_field,
                    "examples": examples, "reference": str(reference)}
     return Trained(result, tokenizer, reload_item)
 
 
 def add_reload(result: dict, reloaded: dict) -> None:
-    reloaded["pipeline_identical"] = reloaded["pipeline_outputs"] == result["in_process_outputs"]
+    # Labels and texts identical; scores within 1e-6: a one-image pipeline call can differ from the in-process one in
+    # the last bit of a score (the logits on the shared example batch are compared bit for bit separately).
+    reloaded["pipeline_identical"] = outputs_match(reloaded["pipeline_outputs"], result["in_process_outputs"],
+                                                   atol=RELOAD_SCORE_ATOL)
     result["reload"] = reloaded
 
 
@@ -81,7 +99,8 @@ def add_onnx(variant: Variant, trained: Trained, checkpoint: Path, destination: 
     result = trained.result
     try:
         onnx = export_and_run_onnx(checkpoint, destination, variant.onnx_task, variant.pipeline_task,
-                                   trained.tokenizer, trained.reload_item["examples"], variant.pipeline_kwargs)
+                                   variant.pipeline_preprocessors(trained.tokenizer), trained.reload_item["examples"],
+                                   variant.pipeline_kwargs)
     except ValueError as error:
         onnx = {"task": variant.onnx_task, "error": str(error), "export_seconds": 0.0, "run_seconds": 0.0,
                 "max_abs_diff": None, "greedy_identical": False, "fused_attention_nodes": 0, "files": [],
@@ -104,7 +123,8 @@ def checks(result: dict, quick: bool) -> list[dict]:
         ("loaded as remote code, hf_tformer not importable",
          reload["class"].startswith("transformers_modules.") and not reload["hf_tformer_loaded"], reload["class"]),
         ("reloaded logits bit-identical", reload["logits_identical"], "torch.equal on the example batch"),
-        ("reloaded pipeline outputs identical", reload["pipeline_identical"], f"{len(result['examples'])} examples"),
+        ("reloaded pipeline outputs identical", reload["pipeline_identical"],
+         f"{len(result['examples'])} examples; labels/texts equal, scores {RELOAD_SCORE_ATOL:g}"),
         (f"ONNX validated (max abs diff <= {ONNX_ATOL:g}, greedy tokens identical)",
          "error" not in onnx and onnx["max_abs_diff"] <= ONNX_ATOL and onnx["greedy_identical"] is not False,
          onnx["error"] if "error" in onnx else

@@ -1,6 +1,7 @@
 """A plain torch training loop (faster than Trainer for models this small): AdamW, linear warmup, cosine decay."""
 
 import math
+from typing import Optional
 
 import torch
 from tqdm.auto import tqdm
@@ -21,11 +22,13 @@ def _trim(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def fit(model: torch.nn.Module, rows: dict[str, torch.Tensor], *, steps: int, batch_size: int, lr: float,
-        seed: int = 0, progress: bool = True, description: str = "train") -> list[float]:
+        seed: int = 0, progress: bool = True, description: str = "train",
+        forward_kwargs: Optional[dict] = None) -> list[float]:
     """Train on batches drawn (seeded) from the pre-encoded, right-padded `rows`; return the loss of every step.
 
     `rows` holds the model's keyword inputs (incl. `labels`); an optional `label_mask` marks real label positions
-    (seq2seq targets), so their padding columns can be trimmed too."""
+    (seq2seq targets), so their padding columns can be trimmed too. `forward_kwargs` go to every forward as they are
+    (the dual encoder's `return_loss=True`)."""
     if steps < 1 or batch_size < 1:
         raise ValueError(f"steps={steps} and batch_size={batch_size} must both be >= 1.")
     generator = torch.Generator().manual_seed(seed)
@@ -44,7 +47,7 @@ def fit(model: torch.nn.Module, rows: dict[str, torch.Tensor], *, steps: int, ba
     with tqdm(range(steps), desc=description, unit="step", disable=not progress, leave=False) as bar:
         for _ in bar:
             index = torch.randint(0, size, (batch_size,), generator=generator)
-            loss = model(**_trim({key: value[index] for key, value in rows.items()})).loss
+            loss = model(**_trim({key: value[index] for key, value in rows.items()}), **(forward_kwargs or {})).loss
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -3,17 +3,23 @@
 Sizes and step counts were chosen on 2 CPU cores to reach visibly right outputs in well under a minute each.
 """
 
+import tempfile
 from dataclasses import dataclass, field
-from typing import Callable
+from pathlib import Path
+from typing import Callable, Optional
 
 import torch
 
 import hf_tformer as ht
 
-from . import data
-from .toy_tokenizer import train_tokenizer
+from . import data, images
+from .toy_tokenizer import clip_tokenizer, merges_spelling, train_tokenizer
 
 NO_DROPOUT = dict(hidden_dropout=0.0, attention_dropout=0.0)
+
+
+def _tokenize(tokenizer, texts: list[str]) -> dict[str, torch.Tensor]:
+    return dict(tokenizer(texts, padding=True, return_tensors="pt"))
 
 
 @dataclass
@@ -35,6 +41,12 @@ class Variant:
     lr: float
     pipeline_kwargs: dict = field(default_factory=dict)
     note: str = ""  # what a reader of the loss curve should know
+    pipeline_preprocessors: Callable[[object], dict] = lambda tokenizer: {"tokenizer": tokenizer}  # pipeline() kwargs
+    model_inputs: Callable[[object, list[str]], dict] = _tokenize  # the example batch the reload must reproduce
+    example_files: Optional[Callable[[list, Path], list[str]]] = None  # examples the pipelines read as files
+    logits_field: str = "logits"  # the output the reload compares bit for bit
+    label_names: Optional[dict] = None  # how targets are shown (default: the model's id2label)
+    forward_kwargs: dict = field(default_factory=dict)  # passed to every training forward
 
 
 # --- encoder: sentiment classification ---------------------------------------------------------------------------
@@ -125,6 +137,82 @@ def _generation_exact_match(model, tokenizer, split: data.Split, batch_size: int
     return hits / len(split.inputs)
 
 
+# --- image encoder: which pattern is painted -----------------------------------------------------------------------
+
+def _build_image_classifier(task_data: data.TaskData) -> tuple:
+    from transformers import ViTImageProcessor
+
+    processor = ViTImageProcessor(size={"height": images.SIZE, "width": images.SIZE}, image_mean=[0.5] * 3,
+                                  image_std=[0.5] * 3)
+    config = ht.TformerViTConfig(
+        image_size=images.SIZE, patch_size=8, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=128, num_labels=len(images.PATTERNS), id2label=images.PATTERN_LABELS,
+        label2id={label: index for index, label in images.PATTERN_LABELS.items()}, **NO_DROPOUT)
+    return processor, ht.TformerViTForImageClassification(config)
+
+
+def _pixels(processor, specs: list[str]) -> dict[str, torch.Tensor]:
+    return dict(processor([images.render(spec) for spec in specs], return_tensors="pt"))
+
+
+def _encode_images(processor, split: data.Split) -> dict[str, torch.Tensor]:
+    return {**_pixels(processor, split.inputs), "labels": torch.tensor(split.targets)}
+
+
+def _image_files(processor, paths: list[str]) -> dict[str, torch.Tensor]:
+    from PIL import Image
+
+    return dict(processor([Image.open(path) for path in paths], return_tensors="pt"))
+
+
+@torch.no_grad()
+def _image_accuracy(model, processor, split: data.Split) -> float:
+    logits = model(**_pixels(processor, split.inputs)).logits
+    return float((logits.argmax(-1) == torch.tensor(split.targets)).float().mean())
+
+
+# --- dual encoder: contrastive on captions, then zero-shot over the pattern names ---------------------------------
+
+def _build_dual_encoder(task_data: data.TaskData) -> tuple:
+    from transformers import CLIPImageProcessor, CLIPProcessor
+
+    words = " ".join([*images.COLOURS, *images.PATTERNS, *images.CAPTIONS, images.ZERO_SHOT_TEMPLATE]).split()
+    with tempfile.TemporaryDirectory() as folder:  # the fast tokenizer is built in memory from the files
+        tokenizer = clip_tokenizer(folder, merges_spelling(w for w in words if w.isalpha()))
+    image_processor = CLIPImageProcessor(size={"shortest_edge": images.SIZE},
+                                         crop_size={"height": images.SIZE, "width": images.SIZE},
+                                         image_mean=[0.5] * 3, image_std=[0.5] * 3)
+    tower = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128, projection_dim=32)
+    config = ht.TformerCLIPConfig(
+        text_config=dict(vocab_size=len(tokenizer), max_position_embeddings=32, bos_token_id=tokenizer.bos_token_id,
+                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, **tower),
+        vision_config=dict(image_size=images.SIZE, patch_size=8, **tower), projection_dim=32)
+    return CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer), ht.TformerCLIPModel(config)
+
+
+def _encode_captioned(processor, split: data.Split) -> dict[str, torch.Tensor]:
+    captions = [images.caption(spec, index % len(images.CAPTIONS)) for index, spec in enumerate(split.inputs)]
+    return dict(processor(text=captions, images=[images.render(spec) for spec in split.inputs], padding=True,
+                          return_tensors="pt"))
+
+
+def _prompts_and(processor, pictures: list) -> dict[str, torch.Tensor]:
+    prompts = [images.ZERO_SHOT_TEMPLATE.format(pattern) for pattern in images.PATTERNS]
+    return dict(processor(text=prompts, images=pictures, padding=True, return_tensors="pt"))
+
+
+def _prompts_and_files(processor, paths: list[str]) -> dict[str, torch.Tensor]:
+    from PIL import Image
+
+    return _prompts_and(processor, [Image.open(path) for path in paths])
+
+
+@torch.no_grad()
+def _zero_shot_accuracy(model, processor, split: data.Split) -> float:
+    scores = model(**_prompts_and(processor, [images.render(spec) for spec in split.inputs])).logits_per_image
+    return float((scores.argmax(-1) == torch.tensor(split.targets)).float().mean())
+
+
 VARIANTS = [
     Variant("encoder", "sentiment", "sentiment classification (negation, 'but')", "held-out accuracy",
             data.sentiment, _build_encoder, _encode_labelled, _accuracy, "text-classification",
@@ -139,4 +227,22 @@ VARIANTS = [
             "held-out exact match", data.dates, _build_seq2seq, _encode_pairs, _generation_exact_match,
             "text2text-generation", "AutoModelForSeq2SeqLM", "text2text-generation-with-past", steps=800,
             quick_steps=80, batch_size=64, lr=3e-3, pipeline_kwargs=dict(max_new_tokens=16, do_sample=False)),
+    Variant("image", "patterns", "image classification: which pattern (stripes, checkerboard, ...) whatever its "
+            "colours and scale", "held-out accuracy", images.patterns, _build_image_classifier, _encode_images,
+            _image_accuracy, "image-classification", "AutoModelForImageClassification", "image-classification",
+            steps=800, quick_steps=100, batch_size=32, lr=2e-3,
+            pipeline_preprocessors=lambda processor: {"image_processor": processor}, model_inputs=_image_files,
+            example_files=images.write_examples, pipeline_kwargs=dict(top_k=1)),
+    Variant("dual-encoder", "zero-shot patterns", "image-text dual encoder (CLIP-like) trained contrastively on "
+            "captions ('a picture of vertical stripes'), then zero-shot over the 4 pattern names",
+            "held-out zero-shot accuracy",
+            images.patterns, _build_dual_encoder, _encode_captioned, _zero_shot_accuracy,
+            "zero-shot-image-classification", "AutoModelForZeroShotImageClassification",
+            "zero-shot-image-classification", steps=800, quick_steps=100, batch_size=32, lr=2e-3,
+            pipeline_preprocessors=lambda processor: {"tokenizer": processor.tokenizer,
+                                                      "image_processor": processor.image_processor},
+            model_inputs=_prompts_and_files, example_files=images.write_examples, logits_field="logits_per_image",
+            label_names=images.PATTERN_LABELS, forward_kwargs=dict(return_loss=True),
+            pipeline_kwargs=dict(candidate_labels=images.PATTERNS, hypothesis_template=images.ZERO_SHOT_TEMPLATE),
+            note="The contrastive loss cannot reach 0: a batch holds several images with the same caption."),
 ]

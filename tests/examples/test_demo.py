@@ -26,13 +26,13 @@ def test_quick_demo_runs_every_stage_and_reports_every_check_passed(tmp_path, hf
     assert result.returncode == 0, result.stdout + result.stderr[-3000:]
     assert "ALL CHECKS PASSED" in result.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == ["demo", "hf_home"]  # no staging folder left behind
-    assert {p.name for p in out.iterdir()} == {"encoder", "decoder", "encoder-decoder", "onnx", "loss_curves.png",
-                                               "report.md", "summary.json"}
+    assert {p.name for p in out.iterdir()} == {"encoder", "decoder", "encoder-decoder", "image", "dual-encoder",
+                                               "examples", "onnx", "loss_curves.png", "report.md", "summary.json"}
     assert (out / "loss_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "loss_curves.png").stat().st_size > 20_000
     summary = json.loads((out / "summary.json").read_text())
     assert summary["mode"] == "quick" and summary["all_passed"]
-    for name in ("encoder", "decoder", "encoder-decoder"):
+    for name in ("encoder", "decoder", "encoder-decoder", "image", "dual-encoder"):
         checks = {c["name"]: c["passed"] for c in summary["checks"] if c["variant"] == name}
         assert set(checks) == CHECKS and all(checks.values()), checks
     for variant in summary["variants"]:
@@ -40,8 +40,13 @@ def test_quick_demo_runs_every_stage_and_reports_every_check_passed(tmp_path, hf
         assert variant["reload"]["class"].startswith("transformers_modules.")
         assert len(variant["examples"]) == 4 and all(e["reloaded"] == e["onnx"] for e in variant["examples"])
         assert (out / "onnx" / variant["variant"] / "config.json").exists()
+    images = sorted((out / "examples" / "image").iterdir())
+    assert len(images) == 4 and all(path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for path in images)
+    assert (out / "image" / "preprocessor_config.json").exists()  # the pipelines load the image processor from it
+    assert summary["variants"][-1]["reload"]["class"].endswith("TformerCLIPModel")
     report = (out / "report.md").read_text()
     assert "![training loss](loss_curves.png)" in report and "ALL CHECKS PASSED" in report
+    assert "![examples/image/0.png](examples/image/0.png)" in report
     assert "**FAIL**" not in report
 
 
@@ -61,6 +66,29 @@ def test_held_out_data_is_never_trained_on():
     lists = data.lists()
     for prompt, continuation in zip(lists.held_out.inputs, lists.held_out.targets):
         assert continuation and not any(line.startswith(prompt) for line in lists.train.inputs), prompt
+
+
+def test_pattern_images_are_deterministic_balanced_and_held_out():
+    from hf_tformer_demo import images
+
+    task = images.patterns()
+    assert not set(task.train.inputs) & set(task.held_out.inputs)
+    assert sorted(set(task.train.targets)) == list(range(len(images.PATTERNS)))
+    assert max(task.held_out.targets.count(label) for label in range(4)) == len(task.held_out.targets) // 4
+    spec = task.held_out.inputs[0]
+    first, again = images.render(spec), images.render(spec)
+    assert first.size == (images.SIZE, images.SIZE) and first.mode == "RGB" and first.tobytes() == again.tobytes()
+
+
+def test_clip_tokenizer_spells_each_word_as_one_token(tmp_path):
+    from hf_tformer_demo.toy_tokenizer import clip_tokenizer, merges_spelling
+
+    words = ["a", "picture", "of", "vertical", "stripes", "checkerboard"]
+    tokenizer = clip_tokenizer(tmp_path, merges_spelling(words))
+    ids = tokenizer("a picture of vertical stripes")["input_ids"]
+    assert ids[0] == tokenizer.bos_token_id and ids[-1] == tokenizer.eos_token_id and len(ids) == 2 + 5
+    assert tokenizer.decode(ids, skip_special_tokens=True) == "a picture of vertical stripes"
+    assert len(tokenizer("checkerboards")["input_ids"]) > 3  # an unknown word falls back to pieces, never fails
 
 
 def _clause_label(clause: str) -> int:
