@@ -110,16 +110,18 @@ class TformerStack(nn.Module):
         kv_length, cache_position = self._positions(
             batch_size, query_length, past_key_values, cache_position, inputs_embeds.device
         )
-        if self.position_embedding_type == "learned" and validating_inputs():
+        limit = self.config.max_position_embeddings
+        if self.position_embedding_type == "learned" and kv_length > limit and validating_inputs():
             # Given position_ids are what index the table: a packed row (vLLM flattens a batch into one row whose
-            # positions restart per sequence) holds more tokens than any one sequence has positions.
+            # positions restart per sequence) holds more tokens than any one sequence has positions. Read them
+            # (a device sync) only then, not on every forward.
             needed = kv_length
             if position_ids is not None and position_ids.numel():
                 needed = int(position_ids.max()) + 1
-            if needed > self.config.max_position_embeddings:
+            if needed > limit:
                 raise ValueError(
                     f"{needed} positions are needed but max_position_embeddings="
-                    f"{self.config.max_position_embeddings} with learned positions; shorten the input "
+                    f"{limit} with learned positions; shorten the input "
                     "(truncation=True) or use a model with more positions."
                 )
         if attention_mask is not None and static_cache_capacity(past_key_values) is None:

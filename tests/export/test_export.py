@@ -11,6 +11,7 @@ pytest.importorskip("optimum.exporters.onnx", reason="optimum-onnx is installed 
 
 import hf_tformer as ht  # noqa: E402
 from conftest import run_without_hf_tformer, tiny_config  # noqa: E402
+from ort_helpers import assert_ort_greedy_equals_pytorch  # noqa: E402
 from hf_tformer_export import register  # noqa: E402
 from hf_tformer_export.__main__ import main as cli  # noqa: E402
 from hf_tformer_export.export import QUANTIZED_FILE, export_onnx  # noqa: E402
@@ -88,12 +89,7 @@ def test_gqa_and_mqa_decoders_generate_pytorchs_tokens_on_ort(tmp_path, hf_home,
     past_shape = [d for d in ort.input_shapes["past_key_values.0.key"]]
     assert past_shape[1] == kv_heads  # the graph's key/value heads follow num_key_value_heads
     pytorch = ht.TformerDecoderForCausalLM.from_pretrained(folder).eval()
-    ids = torch.randint(3, 90, (3, 6))
-    mask = torch.ones_like(ids)
-    mask[1, :2], mask[2, :4] = 0, 0
-    ids[mask == 0] = 0
-    kwargs = dict(attention_mask=mask, max_new_tokens=12, min_new_tokens=12, do_sample=False)
-    assert torch.equal(ort.generate(ids, **kwargs), pytorch.generate(ids, **kwargs))
+    assert_ort_greedy_equals_pytorch(ort, pytorch, prompt_length=6, left_pads=(2, 4))
 
 
 def test_plain_optimum_main_export_works_after_registration(tmp_path, hf_home):

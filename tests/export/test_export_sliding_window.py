@@ -10,6 +10,7 @@ pytest.importorskip("optimum.exporters.onnx", reason="optimum-onnx is installed 
 
 import hf_tformer as ht  # noqa: E402
 from conftest import tiny_config  # noqa: E402
+from ort_helpers import assert_ort_greedy_equals_pytorch  # noqa: E402
 from hf_tformer_export.export import export_onnx  # noqa: E402
 from hf_tformer_export.runtime import load_ort_model  # noqa: E402
 
@@ -26,9 +27,4 @@ def test_sliding_window_decoder_generates_pytorchs_tokens_on_ort(tmp_path, hf_ho
     assert check.max_abs_diff <= 1e-4 and check.greedy_identical is True
     ort = load_ort_model(tmp_path / "onnx", "text-generation-with-past")
     pytorch = ht.TformerDecoderForCausalLM.from_pretrained(tmp_path / "ckpt").eval()
-    ids = torch.randint(3, 90, (3, 10))
-    mask = torch.ones_like(ids)
-    mask[1, :2], mask[2, :6] = 0, 0
-    ids[mask == 0] = 0
-    kwargs = dict(attention_mask=mask, max_new_tokens=12, min_new_tokens=12, do_sample=False)
-    assert torch.equal(ort.generate(ids, **kwargs), pytorch.generate(ids, **kwargs))
+    assert_ort_greedy_equals_pytorch(ort, pytorch, prompt_length=10, left_pads=(2, 6))

@@ -1,0 +1,14 @@
+"""Checks shared by the ONNX export tests."""
+
+import torch
+
+
+def assert_ort_greedy_equals_pytorch(ort, pytorch, prompt_length: int, left_pads: tuple[int, int]) -> None:
+    """Three prompts, the second and third left-padded by `left_pads`: ONNX Runtime's greedy tokens (with past)
+    equal PyTorch's, 12 new tokens each."""
+    ids = torch.randint(3, 90, (3, prompt_length))
+    mask = torch.ones_like(ids)
+    mask[1, :left_pads[0]], mask[2, :left_pads[1]] = 0, 0
+    ids[mask == 0] = 0
+    kwargs = dict(attention_mask=mask, max_new_tokens=12, min_new_tokens=12, do_sample=False)
+    assert torch.equal(ort.generate(ids, **kwargs), pytorch.generate(ids, **kwargs))
