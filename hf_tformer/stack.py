@@ -111,7 +111,7 @@ class TformerStack(nn.Module):
             batch_size, query_length, past_key_values, cache_position, inputs_embeds.device
         )
         limit = self.config.max_position_embeddings
-        if self.position_embedding_type == "learned" and kv_length > limit and validating_inputs():
+        if self.position_embedding_type == "learned" and validating_inputs() and kv_length > limit:
             # Given position_ids are what index the table: a packed row (vLLM flattens a batch into one row whose
             # positions restart per sequence) holds more tokens than any one sequence has positions. Read them
             # (a device sync) only then, not on every forward.
