@@ -10,6 +10,10 @@ WhisperFeatureExtractor, i.e. (1, 80, 3000) log-mel frames. Measured with the co
 (order rotating), medians: the encoder forward, and greedy generate() of 64 new tokens (transformers' Whisper
 generation on both sides; EOS switched off so each decodes exactly 64; tokens compared). bf16 runs only where the
 CPU has native bf16 dot products (torch.cpu._is_avx512_bf16_supported() or AMX tiles), and says so otherwise.
+ONNX Runtime (where optimum-onnx is installed: the transformers 4.57 environment): ours exported with
+hf_tformer_export (fused attention, validated) and run by ORTModelForSpeechSeq2Seq (optimum's ORTModelForWhisper:
+the same Whisper generation) on the CPU provider with the same thread count, against ours in PyTorch fp32: the encoder
+forward (the encoder graph alone) and greedy 64 tokens (encoder once, decoder with past per step), tokens compared.
 --tiny: d_model 64, 2 + 2 layers, 4 heads, 2 s of audio (200 frames): the same bench in seconds.
 """
 
@@ -122,6 +126,41 @@ def bench_dtype(native, ours, features: torch.Tensor, dtype: torch.dtype, repeat
         profile_generation(models, features)
 
 
+def bench_onnx(checkpoint: Path, work: Path, features: torch.Tensor, threads: int, repeats: int) -> None:
+    """ORT (fp32 export of `checkpoint`) vs ours in PyTorch fp32 (loaded again: the bf16 rows cast the models in
+    place): encoder forward and greedy generate()."""
+    try:
+        from hf_tformer_export.export import export_onnx
+        from hf_tformer_export.runtime import load_ort_model
+    except ImportError as error:
+        print(f"ONNX Runtime rows skipped: {error} (optimum-onnx lives in the transformers 4.57 environment)")
+        return
+    from hf_tformer_bench.onnx_runtime import session_options
+
+    report = export_onnx(str(checkpoint), str(work / "onnx"), "automatic-speech-recognition-with-past")
+    ort = load_ort_model(work / "onnx", "automatic-speech-recognition-with-past",
+                         session_options=session_options(threads))
+    ours = ht.TformerWhisperForConditionalGeneration.from_pretrained(checkpoint, attn_implementation="sdpa").eval()
+    features = features.float()
+
+    def ort_encoder() -> torch.Tensor:
+        return torch.as_tensor(ort.encoder(input_features=features, attention_mask=None).last_hidden_state)
+
+    times, outputs = timed({"pytorch": encoder_runner(ours, features), "ort": ort_encoder}, repeats)
+    difference = float((outputs["ort"] - outputs["pytorch"]).abs().max())
+    median = {name: statistics.median(values) for name, values in times.items()}
+    print(f"onnxruntime fp32 (export validated: max |Δ| {report.validation[0].max_abs_diff:.1e}): encoder forward, "
+          f"ours PyTorch {spread(times['pytorch'])} ms, ORT {spread(times['ort'])} ms, time ratio ORT / PyTorch "
+          f"{median['ort'] / median['pytorch']:.3f}, max |Δ| {difference:.1e}")
+    times, tokens = timed({"pytorch": whisper_generation_runner(ours, features),
+                           "ort": whisper_generation_runner(ort, features)}, repeats)
+    rate = {name: NEW_TOKENS / statistics.median(values) * 1e3 for name, values in times.items()}
+    same = torch.equal(tokens["pytorch"], tokens["ort"])
+    print(f"onnxruntime fp32: greedy {NEW_TOKENS} tokens, ours PyTorch {rate['pytorch']:.1f} tok/s, ORT "
+          f"{rate['ort']:.1f} tok/s ({spread(times['ort'])} ms), tok/s ratio ORT / PyTorch "
+          f"{rate['ort'] / rate['pytorch']:.3f}, tokens {'identical' if same else 'DIFFERENT'}")
+
+
 def main(argv: Optional[list[str]] = None, prog: Optional[str] = None) -> None:
     """argv: the options (default sys.argv[1:]); prog: the command name in usage lines (`hf-tformer bench ...`)."""
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
@@ -131,6 +170,7 @@ def main(argv: Optional[list[str]] = None, prog: Optional[str] = None) -> None:
                         help="comma-separated; bfloat16 is skipped where the CPU has no native bf16 (default: both)")
     parser.add_argument("--tiny", action="store_true", help="a 2+2-layer d_model-64 model on 2 s of audio (seconds)")
     parser.add_argument("--profile", action="store_true", help="print the top ops of one generate() per model")
+    parser.add_argument("--no-onnx", action="store_true", help="skip the ONNX Runtime rows")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     shape = TINY if args.tiny else WHISPER_TINY
@@ -147,8 +187,10 @@ def main(argv: Optional[list[str]] = None, prog: Optional[str] = None) -> None:
     print(f"shape {shape}, vocab 51865, {seconds} s of audio -> features {tuple(features.shape)}")
     with tempfile.TemporaryDirectory() as folder:
         native, ours = build(Path(folder), shape)
-    for dtype in dtypes:
-        bench_dtype(native, ours, features, dtype, args.repeats, args.profile)
+        for dtype in dtypes:
+            bench_dtype(native, ours, features, dtype, args.repeats, args.profile)
+        if not args.no_onnx:
+            bench_onnx(Path(folder) / "ours", Path(folder), features, args.threads, args.repeats)
 
 
 if __name__ == "__main__":

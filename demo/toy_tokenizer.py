@@ -1,5 +1,6 @@
 """Train small WordPiece / BPE / Unigram tokenizers locally with the `tokenizers` library (nothing is downloaded)
-and wrap them as transformers fast tokenizers that save next to a checkpoint."""
+and wrap them as transformers fast tokenizers that save next to a checkpoint; transformers' own CLIP and Whisper
+tokenizers over vocabularies built here (the dual-encoder and speech steps, and the tests)."""
 
 import json
 from typing import Iterable, Literal
@@ -114,3 +115,54 @@ def clip_tokenizer(folder: "Path | str", merges: list[str]) -> "CLIPTokenizerFas
     (folder / "vocab.json").write_text(json.dumps({token: index for index, token in enumerate(vocab)}))
     (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
     return CLIPTokenizerFast.from_pretrained(folder)
+
+
+def whisper_special_tokens(languages: Iterable[str]) -> list[str]:
+    """Whisper's specials after <|endoftext|>, in its order: the timestamps start right after <|notimestamps|>."""
+    return ["<|startoftranscript|>", *(f"<|{code}|>" for code in languages), "<|translate|>", "<|transcribe|>",
+            "<|startoflm|>", "<|startofprev|>", "<|nocaptions|>", "<|notimestamps|>"]
+
+
+def whisper_tokenizer(folder: "Path | str", corpus: Iterable[str], languages: Iterable[str], timestamp_seconds: int,
+                      vocab_size: int = 320, **kwargs) -> "WhisperTokenizer":
+    """transformers' own WhisperTokenizer over a byte-level BPE trained here on `corpus` (vocab.json / merges.txt
+    written to `folder`), with Whisper's specials (special tokens) and the timestamp tokens <|0.00|> ..
+    <|timestamp_seconds.00|> (ordinary added tokens, as in Whisper's). kwargs go to WhisperTokenizer (language=,
+    task=: the prefix its encodings start with)."""
+    from pathlib import Path
+
+    from transformers import WhisperTokenizer
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.train_from_iterator(list(corpus), trainers.BpeTrainer(
+        vocab_size=vocab_size, show_progress=False, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    bpe.model.save(str(folder))
+    vocab = json.loads((folder / "vocab.json").read_text())
+    vocab["<|endoftext|>"] = len(vocab)
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "normalizer.json").write_text(json.dumps({"colour": "color"}))  # English spelling map, as Whisper's
+    tokenizer = WhisperTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"),
+                                 normalizer_file=str(folder / "normalizer.json"), pad_token="<|endoftext|>", **kwargs)
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<|endoftext|>", *whisper_special_tokens(languages)]})
+    steps = int(timestamp_seconds / 0.02)
+    tokenizer.add_tokens([f"<|{step * 0.02:.2f}|>" for step in range(steps + 1)])
+    return tokenizer
+
+
+def whisper_generation_config(tokenizer, languages: Iterable[str], **fields) -> "GenerationConfig":
+    """What a multilingual Whisper checkpoint's generation_config.json holds (start, end and timestamp ids,
+    lang_to_id, task_to_id), for this tokenizer's ids; `fields` add to or override it."""
+    from transformers import GenerationConfig
+
+    ids = tokenizer.convert_tokens_to_ids
+    eot = ids("<|endoftext|>")
+    return GenerationConfig(**{
+        "decoder_start_token_id": ids("<|startoftranscript|>"), "bos_token_id": eot, "eos_token_id": eot,
+        "pad_token_id": eot, "no_timestamps_token_id": ids("<|notimestamps|>"),
+        "prev_sot_token_id": ids("<|startofprev|>"),
+        "lang_to_id": {f"<|{code}|>": ids(f"<|{code}|>") for code in languages},
+        "task_to_id": {"transcribe": ids("<|transcribe|>"), "translate": ids("<|translate|>")},
+        "is_multilingual": True, **fields})

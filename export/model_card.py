@@ -5,7 +5,7 @@ from pathlib import Path
 from hf_tformer_conversion.model_card import ModelCardFacts, card_base_model, hub_repo_id, write_model_card
 
 from .runtime import ort_class_name
-from .tasks import CLIP, CLIP_TEXT, CLIP_VISION, VISION
+from .tasks import CLIP, CLIP_TEXT, CLIP_VISION, VISION, WHISPER
 
 
 def pipeline_tag(model_type: str, task: str) -> str:
@@ -18,7 +18,8 @@ def pipeline_tag(model_type: str, task: str) -> str:
 def write_export_card(folder: Path, checkpoint: Path, report) -> None:
     """folder/README.md for the export described by `report` (an ExportReport) of the hf_tformer `checkpoint`."""
     inputs = {VISION: "random pixel values", CLIP: "padded texts and random pixel values",
-              CLIP_TEXT: "padded texts", CLIP_VISION: "random pixel values"}.get(report.model_type,
+              CLIP_TEXT: "padded texts", CLIP_VISION: "random pixel values",
+              WHISPER: "random log-mel windows"}.get(report.model_type,
                                                                                  "padded random inputs")
     figures = [f"{check.file_name}: max |Δ| = {check.max_abs_diff:.2e} against PyTorch on {inputs} "
                "(ONNX Runtime, CPU; gate: 1e-4)" + ("" if check.greedy_identical is None else
@@ -45,7 +46,7 @@ def write_export_card(folder: Path, checkpoint: Path, report) -> None:
               f"model = {ort_class}.from_pretrained(\"PATH_OR_REPO_ID\", trust_remote_code=True)\n"
               "# or: hf_tformer_export.runtime.load_ort_model(\"PATH_OR_REPO_ID\", "
               f"\"{report.task}\", device=\"cpu\")" + _image_pipeline_usage(report)
-              + _zero_shot_pipeline_usage(report),
+              + _zero_shot_pipeline_usage(report) + _speech_pipeline_usage(report),
     ))
 
 
@@ -69,3 +70,14 @@ def _zero_shot_pipeline_usage(report) -> str:
             "pipe = pipeline(\"zero-shot-image-classification\", model=model, tokenizer=processor.tokenizer, "
             "image_processor=processor.image_processor)\n"
             "pipe(image, candidate_labels=[\"a photo of a cat\", \"a photo of a dog\"])")
+
+
+def _speech_pipeline_usage(report) -> str:
+    """For a speech export: optimum's ASR pipeline over the folder, which names our Whisper pipeline class (copied
+    into the export) in config.json's custom_pipelines."""
+    if report.model_type != WHISPER:
+        return ""
+    return ("\n\nfrom optimum.pipelines import pipeline\n\n"
+            "asr = pipeline(\"automatic-speech-recognition\", model=\"PATH_OR_REPO_ID\", trust_remote_code=True, "
+            "accelerator=\"ort\")\n"
+            "asr(waveform_16khz, chunk_length_s=30, batch_size=8, return_timestamps=True)")

@@ -19,9 +19,12 @@ from optimum.exporters.onnx.model_configs import (
     CLIPTextOnnxConfig,
     CLIPVisionModelOnnxConfig,
     ViTOnnxConfig,
+    WhisperOnnxConfig,
 )
 from optimum.exporters.tasks import TasksManager
 from optimum.utils import (
+    DEFAULT_DUMMY_SHAPES,
+    DummyAudioInputGenerator,
     DummySeq2SeqDecoderTextInputGenerator,
     DummySeq2SeqPastKeyValuesGenerator,
     DummyTextInputGenerator,
@@ -41,9 +44,22 @@ from .tasks import (  # noqa: F401 (supported_tasks re-exported)
     CLIP_VISION,
     TASKS,
     VISION,
+    WHISPER,
     registered_tasks,
     supported_tasks,
 )
+
+
+class FitsLearnedPositions:
+    """Dummy sequences short enough for the learned position table: optimum traces with 16 tokens (and 16 more of
+    past), which a checkpoint with a smaller table (a tiny speech decoder: 16 positions) cannot embed."""
+
+    def generate_dummy_inputs(self, framework: str = "pt", **kwargs: Any) -> dict:
+        table = getattr(self._config, "max_position_embeddings", None)
+        if getattr(self._config, "position_embedding_type", None) == "learned" and table:
+            wanted = kwargs.get("sequence_length", DEFAULT_DUMMY_SHAPES["sequence_length"])
+            kwargs["sequence_length"] = max(1, min(wanted, (table - 1) // 2))  # past + new tokens fit the table
+        return super().generate_dummy_inputs(framework, **kwargs)
 
 
 class TformerEncoderOnnxConfig(TextEncoderOnnxConfig):
@@ -60,7 +76,7 @@ class TformerEncoderOnnxConfig(TextEncoderOnnxConfig):
         return inputs
 
 
-class TformerDecoderOnnxConfig(TextDecoderWithPositionIdsOnnxConfig):
+class TformerDecoderOnnxConfig(FitsLearnedPositions, TextDecoderWithPositionIdsOnnxConfig):
     # Past key/values shaped (batch, num_key_value_heads, past, head_dim): GQA and MQA export as they run.
     DUMMY_INPUT_GENERATOR_CLASSES = (DummyTextInputGenerator, MistralDummyPastKeyValuesGenerator)
     DUMMY_PKV_GENERATOR_CLASS = MistralDummyPastKeyValuesGenerator
@@ -86,15 +102,14 @@ class TformerSeq2SeqPastKeyValuesGenerator(DummySeq2SeqPastKeyValuesGenerator):
         ]
 
 
-class TformerEncoderDecoderOnnxConfig(TextSeq2SeqOnnxConfig):
-    NORMALIZED_CONFIG_CLASS = NormalizedSeq2SeqConfig.with_args(
-        encoder_num_layers="encoder_layers",
-        decoder_num_layers="decoder_layers",
-        num_layers="decoder_layers",
-        encoder_num_attention_heads="num_attention_heads",
-        decoder_num_attention_heads="num_attention_heads",
-        allow_new=True,
-    )
+# Our encoder-decoders name layers per side and heads once (both sides have num_attention_heads).
+_SEQ2SEQ_FIELDS = dict(encoder_num_layers="encoder_layers", decoder_num_layers="decoder_layers",
+                       num_layers="decoder_layers", encoder_num_attention_heads="num_attention_heads",
+                       decoder_num_attention_heads="num_attention_heads")
+
+
+class TformerEncoderDecoderOnnxConfig(FitsLearnedPositions, TextSeq2SeqOnnxConfig):
+    NORMALIZED_CONFIG_CLASS = NormalizedSeq2SeqConfig.with_args(**_SEQ2SEQ_FIELDS, allow_new=True)
     DUMMY_INPUT_GENERATOR_CLASSES = (
         DummyTextInputGenerator,
         DummySeq2SeqDecoderTextInputGenerator,
@@ -154,10 +169,35 @@ class TformerCLIPVisionOnnxConfig(CLIPVisionModelOnnxConfig):
         return super().outputs
 
 
+class TformerAudioInputGenerator(DummyAudioInputGenerator):
+    """Dummy log-mel windows as long as the encoder takes (2 * max_source_positions frames), not optimum's fixed
+    3000: a checkpoint with shorter windows refuses more frames than its positions."""
+
+    def __init__(self, task: str, normalized_config, **kwargs: Any) -> None:
+        super().__init__(task, normalized_config, **kwargs)
+        self.nb_max_frames = 2 * normalized_config.config.max_source_positions
+
+
+class TformerWhisperOnnxConfig(FitsLearnedPositions, WhisperOnnxConfig):
+    """optimum's Whisper config (encoder: input_features -> last_hidden_state; decoder: decoder_input_ids,
+    encoder_hidden_states and past key/values -> logits and present key/values) over our field names, with past
+    key/values sized by num_key_value_heads and dummy windows of the checkpoint's length."""
+
+    NORMALIZED_CONFIG_CLASS = NormalizedSeq2SeqConfig.with_args(**_SEQ2SEQ_FIELDS, feature_size="num_mel_bins",
+                                                                allow_new=True)
+    DUMMY_INPUT_GENERATOR_CLASSES = (
+        TformerAudioInputGenerator,
+        DummySeq2SeqDecoderTextInputGenerator,
+        TformerSeq2SeqPastKeyValuesGenerator,
+    )
+    DEFAULT_ONNX_OPSET = DEFAULT_OPSET
+    ATOL_FOR_VALIDATION = 1e-4
+
+
 ONNX_CONFIGS = {ENCODER: TformerEncoderOnnxConfig, DECODER: TformerDecoderOnnxConfig,
                 ENCODER_DECODER: TformerEncoderDecoderOnnxConfig, VISION: TformerViTOnnxConfig,
                 CLIP: TformerCLIPOnnxConfig, CLIP_TEXT: TformerCLIPTextOnnxConfig,
-                CLIP_VISION: TformerCLIPVisionOnnxConfig}
+                CLIP_VISION: TformerCLIPVisionOnnxConfig, WHISPER: TformerWhisperOnnxConfig}
 
 _registered = False
 
@@ -170,7 +210,12 @@ def register() -> None:
     for model_type, config_class in ONNX_CONFIGS.items():
         TasksManager.create_register("onnx", overwrite_existing=True)(model_type, *registered_tasks(model_type))(
             config_class)
+    # optimum maps automatic-speech-recognition to AutoModelForSpeechSeq2Seq or AutoModelForCTC by looking the model
+    # type up in their (native) mappings; a remote-code type is in neither. Its custom-class table decides instead.
+    TasksManager._CUSTOM_CLASSES[("pt", WHISPER, "automatic-speech-recognition")] = (
+        "transformers", "AutoModelForSpeechSeq2Seq")
     _teach_ort_models_kv_heads()
+    _route_speech_models_to_whisper_generation()
     route_optimum_config_loading(tuple(TASKS))  # each export's config code in its own module (config_code.py)
     _registered = True
 
@@ -199,3 +244,23 @@ def _teach_ort_models_kv_heads() -> None:
 
     after_init(ORTModelForCausalLM, "num_key_value_heads")
     after_init(ORTDecoderForSeq2Seq, "num_attention_heads")
+
+
+def _route_speech_models_to_whisper_generation() -> None:
+    """ORTModelForSpeechSeq2Seq hands model_type "whisper" to its ORTModelForWhisper (transformers' Whisper
+    generate: task / language tokens, timestamps, long-form) and every other type to plain generate(), which knows
+    none of Whisper's generation settings. Our speech model is generated exactly as Whisper: route it there too."""
+    from optimum.onnxruntime import ORTModelForSpeechSeq2Seq
+    from optimum.onnxruntime.modeling_seq2seq import ORTModelForWhisper
+
+    original = ORTModelForSpeechSeq2Seq._from_pretrained.__func__
+    if getattr(original, "_hf_tformer_patched", False):
+        return
+
+    def _from_pretrained(cls, model_id, config, **kwargs):
+        if getattr(config, "model_type", None) == WHISPER and not issubclass(cls, ORTModelForWhisper):
+            return ORTModelForWhisper._from_pretrained(model_id, config, **kwargs)
+        return original(cls, model_id, config, **kwargs)
+
+    _from_pretrained._hf_tformer_patched = True
+    ORTModelForSpeechSeq2Seq._from_pretrained = classmethod(_from_pretrained)

@@ -9,7 +9,7 @@ import warnings
 from pathlib import Path
 from typing import Optional
 
-from .tasks import TASK_SYNONYMS
+from .tasks import TASK_SYNONYMS, is_seq2seq
 
 ORT_CLASSES = {
     "feature-extraction": "ORTModelForFeatureExtraction",
@@ -23,6 +23,9 @@ ORT_CLASSES = {
     "text2text-generation-with-past": "ORTModelForSeq2SeqLM",
     "image-classification": "ORTModelForImageClassification",
     "zero-shot-image-classification": "ORTModelForZeroShotImageClassification",
+    # our speech model is routed to optimum's ORTModelForWhisper (Whisper's generate) by onnx_configs.register()
+    "automatic-speech-recognition": "ORTModelForSpeechSeq2Seq",
+    "automatic-speech-recognition-with-past": "ORTModelForSpeechSeq2Seq",
 }
 # Where the class depends on the model type too: the dual encoder's feature-extraction graph is its zero-shot graph
 # (as optimum exports native CLIP), which ORTModelForFeatureExtraction cannot run (it returns last_hidden_state only).
@@ -81,7 +84,7 @@ def _file_names(folder: Path, task: str, variant: Optional[str]) -> dict[str, st
     """The file-name arguments that point an ORTModel at one variant of every graph in the folder."""
     if variant is None:
         return {}
-    if not task.startswith("text2text"):
+    if not is_seq2seq(task):
         return {"file_name": variant_name("model.onnx", variant)}
     names = {"encoder_file_name": "encoder_model.onnx", "decoder_file_name": "decoder_model.onnx",
              "decoder_with_past_file_name": "decoder_with_past_model.onnx"}
@@ -110,7 +113,7 @@ def load_ort_model(folder: str | Path, task: str, device: str = "cpu", variant: 
     extra = _file_names(Path(folder), task, variant)
     if provider == "CUDAExecutionProvider":
         extra["use_io_binding"] = True
-    if task in ("text-generation", "text2text-generation"):  # exported without past: no cache to reuse
+    if task in ("text-generation", "text2text-generation", "automatic-speech-recognition"):  # no past: no cache
         extra["use_cache"] = False
     model_class = getattr(ort_models, ort_class_name(task, _model_type(Path(folder))))
     return model_class.from_pretrained(str(folder), provider=provider, trust_remote_code=True, **extra, **kwargs)

@@ -8,6 +8,7 @@ ENCODER, DECODER, ENCODER_DECODER = "hf_tformer_encoder", "hf_tformer_decoder", 
 VISION = "hf_tformer_vit"
 # The CLIP-style dual encoder and its towers (saved alone, with or without their projection).
 CLIP, CLIP_TEXT, CLIP_VISION = "hf_tformer_clip", "hf_tformer_clip_text", "hf_tformer_clip_vision"
+WHISPER = "hf_tformer_whisper"  # the speech encoder-decoder
 
 # ONNX opset 18: LayerNormalization is a single op and every op our graphs use has a CPU and CUDA kernel in ORT
 # 1.20+. Fused attention uses ORT's com.microsoft Attention / MultiHeadAttention contrib ops, which exist at any
@@ -25,11 +26,26 @@ TASKS: dict[str, tuple[str, ...]] = {
     CLIP: ("zero-shot-image-classification", "feature-extraction"),
     CLIP_TEXT: ("feature-extraction",),
     CLIP_VISION: ("feature-extraction", "image-feature-extraction"),
+    # As optimum exports native Whisper: encoder_model.onnx (input_features -> last_hidden_state) and the decoder
+    # (decoder_model.onnx; with past also decoder_with_past_model.onnx and the merged one), run by
+    # ORTModelForSpeechSeq2Seq with transformers' Whisper generation.
+    WHISPER: ("automatic-speech-recognition", "automatic-speech-recognition-with-past"),
 }
 # Task names optimum's TasksManager maps to another (its _SYNONYM_TASK_MAP): exported as the task they map to.
 TASK_SYNONYMS = {"image-feature-extraction": "feature-extraction"}
 
 ATTENTION_MODES = ("fused", "plain")
+# Tasks exported as an encoder graph + decoder graphs (optimum's encoder_model / decoder_model / decoder_with_past).
+SEQ2SEQ_TASKS = ("text2text-generation", "automatic-speech-recognition")
+
+
+def is_seq2seq(task: str) -> bool:
+    return task.removesuffix("-with-past") in SEQ2SEQ_TASKS
+
+
+def is_generative(task: str) -> bool:
+    """Tasks validated by greedy generation too (ORT's tokens must equal PyTorch's)."""
+    return task.startswith("text-generation") or is_seq2seq(task)
 
 
 def supported_tasks(model_type: str) -> tuple[str, ...]:

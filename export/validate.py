@@ -13,7 +13,7 @@ from typing import Optional
 import torch
 
 from .runtime import load_ort_model
-from .tasks import VISION
+from .tasks import VISION, WHISPER, is_generative, is_seq2seq
 from .validate_clip import clip_model_type, clip_quantization_report, validate_clip_export
 
 FP32_ATOL = 1e-4
@@ -24,6 +24,8 @@ _AUTO_CLASSES = {
     "text-generation": "AutoModelForCausalLM", "text-generation-with-past": "AutoModelForCausalLM",
     "text2text-generation": "AutoModelForSeq2SeqLM", "text2text-generation-with-past": "AutoModelForSeq2SeqLM",
     "image-classification": "AutoModelForImageClassification",
+    "automatic-speech-recognition": "AutoModelForSpeechSeq2Seq",
+    "automatic-speech-recognition-with-past": "AutoModelForSpeechSeq2Seq",
 }
 
 
@@ -37,11 +39,15 @@ class ValidationReport:
 
 def _inputs(config, task: str, seed: int) -> dict[str, torch.Tensor]:
     """Batch 2 x 9 with the second row padded: on the left for decoders (as generation pads), else on the right.
-    Images: 3 random ones of the config's size (optimum exports with a dummy batch of 2: batch stays dynamic)."""
+    Images: 3 random ones of the config's size (optimum exports with a dummy batch of 2: batch stays dynamic).
+    Speech: 3 random full log-mel windows (every frame is attended: there is no padding to mask)."""
     generator = torch.Generator().manual_seed(seed)
     if config.model_type == VISION:
         size = config.image_size
         return {"pixel_values": torch.randn(3, config.num_channels, size, size, generator=generator)}
+    if config.model_type == WHISPER:
+        frames = 2 * config.max_source_positions
+        return {"input_features": torch.randn(3, config.num_mel_bins, frames, generator=generator)}
     ids = torch.randint(3, config.vocab_size, (2, 9), generator=generator)
     mask = torch.ones_like(ids)
     if task.startswith("text-generation"):
@@ -57,6 +63,8 @@ def _outputs(output, task: str) -> list[torch.Tensor]:
         return [output.start_logits, output.end_logits]
     if task == "feature-extraction":
         return [output.last_hidden_state]
+    if task.startswith("automatic-speech-recognition"):
+        return [output.logits, output.encoder_last_hidden_state]
     return [output.logits]
 
 
@@ -64,10 +72,21 @@ def _per_position(task: str) -> bool:
     return task not in ("text-classification",)
 
 
-def run_both(reference, exported, task: str, inputs: dict) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+def _decoder_input_ids(config, inputs: dict, seed: int) -> torch.Tensor:
+    """Four decoder tokens per row: the source's first four (text), or the start token + random ids (speech)."""
+    if "input_ids" in inputs:
+        return inputs["input_ids"][:, :4]
+    rows = next(iter(inputs.values())).shape[0]
+    ids = torch.randint(0, config.vocab_size, (rows, 4), generator=torch.Generator().manual_seed(seed + 1))
+    ids[:, 0] = config.decoder_start_token_id
+    return ids
+
+
+def run_both(reference, exported, task: str, inputs: dict, seed: int = 0) -> tuple[list[torch.Tensor],
+                                                                                     list[torch.Tensor]]:
     extra = {}
-    if task.startswith("text2text"):
-        extra["decoder_input_ids"] = inputs["input_ids"][:, :4]
+    if is_seq2seq(task):
+        extra["decoder_input_ids"] = _decoder_input_ids(reference.config, inputs, seed)
     with torch.no_grad():
         expected = _outputs(reference(**inputs, **extra), task)
     actual = [torch.as_tensor(t) for t in _outputs(exported(**inputs, **extra), task)]
@@ -82,7 +101,7 @@ def _compare(expected, actual, task: str, mask: Optional[torch.Tensor]) -> tuple
         if e.shape != a.shape:
             raise ValueError(f"validation failed: ONNX output shape {tuple(a.shape)} != PyTorch {tuple(e.shape)}.")
         if (mask is not None and _per_position(task) and e.dim() >= 2 and e.shape[:2] == mask.shape
-                and not task.startswith("text2text")):
+                and not is_seq2seq(task)):
             e, a = e[mask.bool()], a[mask.bool()]
         worst = max(worst, float((e - a).abs().max()))
         agree += int((e.argmax(-1) == a.argmax(-1)).sum())
@@ -106,13 +125,13 @@ def validate_export(checkpoint: str | Path, folder: str | Path, task: str, atol:
     reference.eval()
     exported = load_ort_model(folder, task)
     inputs = _inputs(reference.config, task, seed)
-    worst, _ = _compare(*run_both(reference, exported, task, inputs), task, inputs.get("attention_mask"))
-    name = "every graph" if task.startswith("text2text") else "model.onnx"
+    worst, _ = _compare(*run_both(reference, exported, task, inputs, seed), task, inputs.get("attention_mask"))
+    name = "every graph" if is_seq2seq(task) else "model.onnx"
     if worst > atol:
         raise ValueError(f"validation failed for {name}: ONNX Runtime vs PyTorch max |diff| = {worst:.3e} > "
                          f"{atol:.0e}; nothing was written.")
     greedy = None
-    if task.startswith(("text-generation", "text2text-generation")):
+    if is_generative(task):
         with_past = task.endswith("with-past")  # an export without past cannot reuse a cache in ORT
         greedy = torch.equal(_greedy(reference, inputs, with_past), _greedy(exported, inputs, with_past))
         if not greedy:
@@ -128,5 +147,5 @@ def quantization_report(folder: str | Path, task: str, seed: int = 1234) -> Vali
     fp32 = load_ort_model(folder, task)
     quantized = load_ort_model(folder, task, variant="quantized")
     inputs = _inputs(fp32.config, task, seed)
-    worst, agreement = _compare(*run_both(fp32, quantized, task, inputs), task, inputs.get("attention_mask"))
+    worst, agreement = _compare(*run_both(fp32, quantized, task, inputs, seed), task, inputs.get("attention_mask"))
     return ValidationReport("INT8 graphs", worst, agreement=agreement)

@@ -8,6 +8,26 @@ from typing import Any, Optional
 from .config_checks import check_config  # noqa: F401  (transformers 4.57 copies only direct relative imports)
 from .configuration_tformer import TformerEncoderDecoderConfig
 
+# Makes transformers' pipeline("automatic-speech-recognition") run Whisper's pre/post-processing for this model (it
+# keys that on model_type == "whisper"): config.json names our subclass of the stock pipeline, which every save of the
+# config (the model's, optimum's ONNX export, optimum-cli) copies next to it (see speech_recognition_pipeline_class).
+CUSTOM_PIPELINES = {
+    "automatic-speech-recognition": {
+        "impl": "pipeline_tformer_whisper.TformerSpeechRecognitionPipeline",
+        "pt": ["AutoModelForSpeechSeq2Seq"],
+        "type": "multimodal",
+    }
+}
+
+
+def speech_recognition_pipeline_class() -> type:
+    """The pipeline class config.json's custom_pipelines names. Imported here, lazily, because transformers copies
+    a config module's relative imports with it when it saves the config: the pipeline code travels with every
+    config.json that names it, at no import cost when the config is loaded."""
+    from .pipeline_tformer_whisper import TformerSpeechRecognitionPipeline
+
+    return TformerSpeechRecognitionPipeline
+
 
 class TformerWhisperConfig(TformerEncoderDecoderConfig):
     """A speech-to-text encoder-decoder over the shared stacks (whisper-tiny's shape by default).
@@ -51,6 +71,7 @@ class TformerWhisperConfig(TformerEncoderDecoderConfig):
         self.median_filter_width = median_filter_width
         # config.json stores the decoder's positions as max_position_embeddings (read back through attribute_map)
         kwargs["max_position_embeddings"] = kwargs.get("max_position_embeddings", max_target_positions)
+        kwargs.setdefault("custom_pipelines", CUSTOM_PIPELINES)
         for field, value in (("position_embedding_type", "learned"), ("norm_placement", "pre"),
                              ("scale_embeddings", False), ("layer_norm_eps", 1e-5), ("hidden_dropout", 0.0),
                              ("attention_dropout", 0.0), ("tie_word_embeddings", True)):

@@ -43,17 +43,6 @@ from .pipeline_tformer_whisper import TformerSpeechRecognitionPipeline  # noqa: 
 from .positions import apply_rotary  # noqa: F401
 from .tokenization_tformer import TformerTokenizerFast  # noqa: F401  (AutoTokenizer's fallback)
 
-# Makes transformers' pipeline("automatic-speech-recognition") run Whisper's pre/post-processing for this model
-# (it keys that on model_type == "whisper"); written into config.json on save.
-CUSTOM_PIPELINES = {
-    "automatic-speech-recognition": {
-        "impl": "pipeline_tformer_whisper.TformerSpeechRecognitionPipeline",
-        "pt": ["AutoModelForSpeechSeq2Seq"],
-        "type": "multimodal",
-    }
-}
-
-
 class TformerAudioEncoder(nn.Module):
     """The audio front end + the encoder stack (no positions of its own): what `get_encoder()` returns."""
 
@@ -94,10 +83,6 @@ class TformerWhisperPreTrainedModel(TformerEncoderDecoderPreTrainedModel):
     config_class = TformerWhisperConfig
     main_input_name = "input_features"
     _supports_static_cache = False  # static caches under Whisper's generation are untested: refused, not guessed
-
-    def save_pretrained(self, save_directory, *args, **kwargs):
-        self.config.custom_pipelines = CUSTOM_PIPELINES
-        return super().save_pretrained(save_directory, *args, **kwargs)
 
 
 class TformerWhisperModel(TformerWhisperPreTrainedModel, TformerEncoderDecoderModel):
@@ -142,13 +127,19 @@ class TformerWhisperForConditionalGeneration(
         input_features: Optional[torch.Tensor] = None,
         attention_mask: Optional[torch.Tensor] = None,
         decoder_input_ids: Optional[torch.LongTensor] = None,
+        decoder_attention_mask: Optional[torch.Tensor] = None,
+        encoder_outputs: Optional[Union[BaseModelOutput, tuple]] = None,
+        past_key_values: Optional[Any] = None,
         labels: Optional[torch.LongTensor] = None,
         logits_to_keep: Union[int, torch.Tensor] = 0,
         **kwargs: Any,
     ) -> Union[Seq2SeqLMOutput, tuple]:
-        """The text model's head and loss over `input_features` (its other arguments pass through by name)."""
+        """The text model's head and loss over `input_features` (its other arguments pass through by name). The
+        decoder's inputs are named, as in transformers' Whisper: exporters read the signature to match inputs."""
         return super().forward(input_features, attention_mask=attention_mask, decoder_input_ids=decoder_input_ids,
-                               labels=labels, logits_to_keep=logits_to_keep, **kwargs)
+                               decoder_attention_mask=decoder_attention_mask, encoder_outputs=encoder_outputs,
+                               past_key_values=past_key_values, labels=labels, logits_to_keep=logits_to_keep,
+                               **kwargs)
 
 
 AUTO_CLASSES = {

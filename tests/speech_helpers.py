@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import transformers
-from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
 SAMPLING_RATE = 16000
 CHUNK_SECONDS = 2  # the feature extractor's window: 200 frames at a 10 ms hop -> max_source_positions = 100
@@ -18,31 +17,13 @@ TEXT = ["the quick brown fox jumps over the lazy dog", "speech recognition turns
         "a tiny model hears tones and noise", "hello world, this is a test of timestamps"] * 4
 
 
-def _special_tokens() -> list[str]:
-    """Whisper's specials after <|endoftext|>, in its order: the timestamps start right after <|notimestamps|>."""
-    return ["<|startoftranscript|>", *(f"<|{code}|>" for code in LANGUAGES), "<|translate|>", "<|transcribe|>",
-            "<|startoflm|>", "<|startofprev|>", "<|nocaptions|>", "<|notimestamps|>"]
-
-
 def build_tokenizer(folder: Path) -> transformers.WhisperTokenizer:
-    """vocab.json / merges.txt from a locally trained byte-level BPE, then WhisperTokenizer with Whisper's specials
-    (special) and timestamp tokens <|0.00|> .. <|CHUNK_SECONDS.00|> (ordinary added tokens, as in Whisper's)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.train_from_iterator(TEXT, trainers.BpeTrainer(vocab_size=320, show_progress=False,
-                                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    bpe.model.save(str(folder))
-    vocab = json.loads((folder / "vocab.json").read_text())
-    vocab["<|endoftext|>"] = len(vocab)
-    (folder / "vocab.json").write_text(json.dumps(vocab))
-    (folder / "normalizer.json").write_text(json.dumps({"colour": "color"}))  # English spelling map, as Whisper's
-    tokenizer = transformers.WhisperTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"),
-                                              normalizer_file=str(folder / "normalizer.json"), pad_token="<|endoftext|>")
-    tokenizer.add_special_tokens({"additional_special_tokens": ["<|endoftext|>", *_special_tokens()]})
-    steps = int(CHUNK_SECONDS / 0.02)
-    tokenizer.add_tokens([f"<|{step * 0.02:.2f}|>" for step in range(steps + 1)])
-    return tokenizer
+    """WhisperTokenizer over a byte-level BPE trained on TEXT, with Whisper's specials and timestamp tokens
+    <|0.00|> .. <|CHUNK_SECONDS.00|>."""
+    # imported here: the fresh processes import this module and check that nothing named hf_tformer* is loaded
+    from hf_tformer_demo.toy_tokenizer import whisper_tokenizer
+
+    return whisper_tokenizer(folder, TEXT, LANGUAGES, CHUNK_SECONDS)
 
 
 def feature_extractor() -> transformers.WhisperFeatureExtractor:
@@ -51,14 +32,12 @@ def feature_extractor() -> transformers.WhisperFeatureExtractor:
 
 def generation_config(tokenizer) -> transformers.GenerationConfig:
     """What a multilingual Whisper checkpoint's generation_config.json holds, for these token ids."""
+    from hf_tformer_demo.toy_tokenizer import whisper_generation_config
+
     ids = tokenizer.convert_tokens_to_ids
     eot = ids("<|endoftext|>")
-    return transformers.GenerationConfig(
-        decoder_start_token_id=ids("<|startoftranscript|>"), bos_token_id=eot, eos_token_id=eot, pad_token_id=eot,
-        no_timestamps_token_id=ids("<|notimestamps|>"), prev_sot_token_id=ids("<|startofprev|>"),
-        lang_to_id={f"<|{code}|>": ids(f"<|{code}|>") for code in LANGUAGES},
-        task_to_id={"transcribe": ids("<|transcribe|>"), "translate": ids("<|translate|>")},
-        is_multilingual=True, max_initial_timestamp_index=50, max_length=24,
+    return whisper_generation_config(
+        tokenizer, LANGUAGES, max_initial_timestamp_index=50, max_length=24,
         suppress_tokens=[ids(t) for t in ("<|startoflm|>", "<|nocaptions|>")] + [3, 7],
         begin_suppress_tokens=[ids("Ġ") if "Ġ" in tokenizer.get_vocab() else 220 % eot, eot],
     )
@@ -106,3 +85,41 @@ def waveform(seconds: float, seed: int = 0) -> np.ndarray:
     time = np.arange(int(seconds * SAMPLING_RATE)) / SAMPLING_RATE
     audio = 0.4 * np.sin(2 * np.pi * 440 * time) + 0.2 * np.sin(2 * np.pi * (300 + 200 * seed) * time)
     return (audio + 0.1 * rng.standard_normal(time.shape)).astype(np.float32)
+
+
+def pipeline_calls(asr) -> dict:
+    """What the pipeline tests ask of an automatic-speech-recognition pipeline (ours, native, ONNX Runtime's):
+    a batch, long audio in windows with timestamps, a language token; JSON-normal (tuples as lists)."""
+    short, long = waveform(1.5, seed=1), waveform(CHUNK_SECONDS * 3.3, seed=2)
+    results = {
+        "batched": asr([short, waveform(1.0, seed=3)], batch_size=2, generate_kwargs=dict(max_new_tokens=6)),
+        "chunked_timestamps": asr(long, chunk_length_s=CHUNK_SECONDS, batch_size=3, return_timestamps=True,
+                                  generate_kwargs=dict(max_new_tokens=6)),
+        "language": asr(short, generate_kwargs=dict(language="de", task="transcribe", max_new_tokens=6)),
+    }
+    return json.loads(json.dumps(results))
+
+
+def word_timestamp_calls(asr) -> dict:
+    """What the word-timestamp tests ask of an automatic-speech-recognition pipeline: words of one clip, of a
+    batch, and of long audio in windows (batched); JSON-normal (tuples as lists)."""
+    words, tokens = dict(return_timestamps="word"), dict(generate_kwargs=dict(max_new_tokens=6))
+    results = {
+        "word": asr(waveform(1.5, seed=1), **words, **tokens),
+        "batched": asr([waveform(1.5, seed=1), waveform(1.0, seed=3)], batch_size=2, **words, **tokens),
+        "chunked": asr(waveform(CHUNK_SECONDS * 3.3, seed=2), chunk_length_s=CHUNK_SECONDS, batch_size=3, **words,
+                       **tokens),
+    }
+    return json.loads(json.dumps(results))
+
+
+def long_form_tokens(model) -> torch.Tensor:
+    """Whisper's long-form generate() with timestamps over 2.5 windows of audio (features kept whole, with their
+    attention mask): the tokens of every window, as the tests compare them across models."""
+    clip = waveform(CHUNK_SECONDS * 2.5)
+    values = feature_extractor()(clip, sampling_rate=SAMPLING_RATE, return_tensors="pt", truncation=False,
+                                 padding="longest", return_attention_mask=True)
+    assert values.input_features.shape[-1] > CHUNK_SECONDS * 100  # longer than one window: long-form
+    with torch.no_grad():
+        return model.generate(values.input_features, attention_mask=values.attention_mask, return_timestamps=True,
+                              max_new_tokens=10)

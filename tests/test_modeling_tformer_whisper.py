@@ -12,7 +12,8 @@ import transformers
 import hf_tformer as ht
 from conftest import run_without_hf_tformer
 from hf_tformer_conversion import convert
-from speech_helpers import CHUNK_SECONDS, build_tokenizer, feature_extractor, save_source, waveform
+from speech_helpers import (build_tokenizer, feature_extractor, long_form_tokens, pipeline_calls, save_source,
+                            waveform)
 
 
 @pytest.fixture(scope="module")
@@ -108,24 +109,15 @@ def test_generate_gives_whisper_tokens(pair, setting):
 
 def test_long_form_generation_gives_whisper_segments(pair):
     native, ours, _, _ = pair
-    clip = waveform(CHUNK_SECONDS * 2.5)
-    values = feature_extractor()(clip, sampling_rate=16000, return_tensors="pt", truncation=False, padding="longest",
-                                 return_attention_mask=True)
-    outputs = []
-    for model in (native, ours):
-        with torch.no_grad():
-            outputs.append(model.generate(values.input_features, attention_mask=values.attention_mask,
-                                          return_timestamps=True, max_new_tokens=10))
-    assert values.input_features.shape[-1] > 2 * ours.config.max_source_positions
-    assert torch.equal(outputs[0], outputs[1])
+    assert torch.equal(long_form_tokens(native), long_form_tokens(ours))
 
 
 _FRESH_PROCESS = """
 import json, sys, numpy as np, torch, transformers
 from transformers import pipeline
 sys.path.insert(0, {tests!r})
-from speech_helpers import waveform
-folder, results = {folder!r}, {{}}
+from speech_helpers import pipeline_calls
+folder = {folder!r}
 model = transformers.AutoModelForSpeechSeq2Seq.from_pretrained(folder, trust_remote_code=True)
 assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
 processor = transformers.AutoProcessor.from_pretrained(folder)
@@ -133,32 +125,19 @@ assert type(processor).__name__ == "WhisperProcessor", type(processor)
 asr = pipeline("automatic-speech-recognition", model=folder, trust_remote_code=True)
 assert type(asr).__name__ == "TformerSpeechRecognitionPipeline", type(asr)
 assert not any(name.startswith("hf_tformer") for name in sys.modules)
-""" + "{calls}" + """
-print("RESULTS" + json.dumps(results))
+print("RESULTS" + json.dumps(pipeline_calls(asr)))
 """
-
-# Run the same way on the native pipeline in this process and on ours in the fresh one.
-_PIPELINE_CALLS = """
-short, long = waveform(1.5, seed=1), waveform({long_seconds}, seed=2)
-results["batched"] = asr([short, waveform(1.0, seed=3)], batch_size=2, generate_kwargs=dict(max_new_tokens=6))
-results["chunked_timestamps"] = asr(long, chunk_length_s={chunk}, batch_size=3, return_timestamps=True,
-                                    generate_kwargs=dict(max_new_tokens=6))
-results["language"] = asr(short, generate_kwargs=dict(language="de", task="transcribe", max_new_tokens=6))
-""".format(long_seconds=CHUNK_SECONDS * 3.3, chunk=CHUNK_SECONDS)
 
 
 def test_pipeline_from_saved_folder_in_fresh_process_matches_native(pair):
     native, _, tokenizer, root = pair
     import os
     tests = os.path.dirname(__file__)
-    out = run_without_hf_tformer(_FRESH_PROCESS.format(tests=tests, folder=str(root / "ours"),
-                                                       calls=_PIPELINE_CALLS),
+    out = run_without_hf_tformer(_FRESH_PROCESS.format(tests=tests, folder=str(root / "ours")),
                                  cwd=root, env={"HF_HOME": str(root / "hf_home")})
     ours = json.loads(out.split("RESULTS", 1)[1])
     asr = transformers.pipeline("automatic-speech-recognition", model=native, tokenizer=tokenizer,
                                 feature_extractor=feature_extractor())
-    expected: dict = {}
-    exec(_PIPELINE_CALLS, {"asr": asr, "results": expected, "waveform": waveform})
-    expected = json.loads(json.dumps(expected))  # tuples -> lists, as they come back from the subprocess
+    expected = pipeline_calls(asr)
     assert ours == expected
     assert len(ours["chunked_timestamps"]["chunks"]) > 1 and ours["batched"][0]["text"]

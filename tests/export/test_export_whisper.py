@@ -1,0 +1,135 @@
+"""ONNX export of the speech encoder-decoder (hf_tformer_whisper) through optimum: encoder + decoder with past,
+validated against PyTorch, run by ORTModelForSpeechSeq2Seq with transformers' Whisper generation (the same tokens as
+the native WhisperForConditionalGeneration the checkpoint was converted from), and optimum's ASR pipeline over the
+export folder."""
+
+import json
+
+import pytest
+import torch
+import transformers
+
+pytest.importorskip("optimum.exporters.onnx", reason="optimum-onnx is installed in the transformers 4.57 environment")
+
+from hf_tformer_conversion import convert  # noqa: E402
+from hf_tformer_export.export import export_onnx  # noqa: E402
+from hf_tformer_export.runtime import load_ort_model  # noqa: E402
+from speech_helpers import (build_tokenizer, feature_extractor, long_form_tokens, pipeline_calls,  # noqa: E402
+                            save_source, waveform)
+
+pytestmark = pytest.mark.needs_optimum
+
+TASK = "automatic-speech-recognition-with-past"
+SHORT_DECODER = 16
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """(native model, tokenizer, our checkpoint folder, export folder, export report)."""
+    root = tmp_path_factory.mktemp("whisper_onnx")
+    # 16 decoder positions: fewer than optimum's dummy past + new tokens (16 + 16), which the export must fit
+    source = save_source(root / "source", max_target_positions=SHORT_DECODER)
+    settings = transformers.GenerationConfig.from_pretrained(source)
+    settings.max_length = SHORT_DECODER  # what the checkpoint's own generate() may reach
+    settings.save_pretrained(source)
+    convert(source, str(root / "ours"), progress=False)
+    report = export_onnx(str(root / "ours"), str(root / "onnx"), TASK)
+    native = transformers.WhisperForConditionalGeneration.from_pretrained(source).eval()
+    return native, build_tokenizer(root / "tokenizer"), root / "ours", root / "onnx", report
+
+
+def features(seconds: float, batch: int) -> torch.Tensor:
+    clips = [waveform(seconds, seed=index) for index in range(batch)]
+    return feature_extractor()(clips, sampling_rate=16000, return_tensors="pt").input_features
+
+
+def test_export_validates_with_fused_attention_and_ships_the_pipeline(exported):
+    _, _, _, out, report = exported
+    check = report.validation[0]
+    assert check.max_abs_diff <= 1e-4 and check.greedy_identical is True
+    assert report.files == ["decoder_model.onnx", "decoder_model_merged.onnx", "decoder_with_past_model.onnx",
+                            "encoder_model.onnx"]
+    # encoder: one packed com.microsoft.Attention per layer; decoder: self + cross MultiHeadAttention per layer
+    assert report.node_counts["encoder_model.onnx"].get("Attention") == 2
+    assert report.node_counts["decoder_model.onnx"].get("MultiHeadAttention") == 4
+    assert report.node_counts["decoder_with_past_model.onnx"].get("MultiHeadAttention") == 4
+    assert json.loads((out / "config.json").read_text())["max_position_embeddings"] == SHORT_DECODER
+    assert (out / "pipeline_tformer_whisper.py").is_file()  # config.json's custom_pipelines names it
+    assert json.loads((out / "preprocessor_config.json").read_text())["feature_extractor_type"] == \
+        "WhisperFeatureExtractor"
+    card = (out / "README.md").read_text()
+    assert "pipeline_tag: automatic-speech-recognition" in card and "random log-mel windows" in card
+    assert "ORTModelForSpeechSeq2Seq" in card
+
+
+GENERATE_SETTINGS = {
+    "own generation config": {},
+    "timestamps": dict(return_timestamps=True),
+    "language and task": dict(language="<|fr|>", task="transcribe"),
+    "beam search": dict(num_beams=3),
+    "sampling": dict(do_sample=True, temperature=0.8),
+}
+
+
+@pytest.mark.parametrize("setting", list(GENERATE_SETTINGS))
+def test_ort_generate_gives_native_whisper_tokens(exported, setting):
+    native, _, _, out, _ = exported
+    from optimum.onnxruntime import ORTModelForSpeechSeq2Seq
+
+    from hf_tformer_export import register
+
+    register()
+    ort = ORTModelForSpeechSeq2Seq.from_pretrained(out, trust_remote_code=True)
+    assert type(ort).__name__ == "ORTModelForWhisper"  # Whisper's generate, not the plain one
+    values, outputs = features(1.2, batch=2), []
+    for model in (native, ort):
+        torch.manual_seed(0)
+        with torch.no_grad():
+            outputs.append(model.generate(values, max_new_tokens=10, **GENERATE_SETTINGS[setting]))
+    assert outputs[0].shape[-1] > 4
+    assert torch.equal(outputs[0], outputs[1]), setting
+
+
+def test_ort_long_form_generation_gives_native_segments(exported):
+    native, _, _, out, _ = exported
+    assert torch.equal(long_form_tokens(native), long_form_tokens(load_ort_model(out, TASK)))
+
+
+def test_optimum_asr_pipeline_over_the_export_matches_native(exported):
+    native, tokenizer, _, out, _ = exported
+    from optimum.pipelines import pipeline
+
+    asr = pipeline("automatic-speech-recognition", model=str(out), trust_remote_code=True, accelerator="ort")
+    assert type(asr).__name__ == "TformerSpeechRecognitionPipeline"  # imported from the export folder
+    assert type(asr.model).__name__ == "ORTModelForWhisper"
+    expected = pipeline_calls(transformers.pipeline("automatic-speech-recognition", model=native,
+                                                    tokenizer=tokenizer, feature_extractor=feature_extractor()))
+    actual = pipeline_calls(asr)
+    assert actual == expected
+    assert len(actual["chunked_timestamps"]["chunks"]) > 1
+
+
+def test_export_without_past_int8_and_fp16(exported, tmp_path):
+    _, _, checkpoint, _, _ = exported
+    task = "automatic-speech-recognition"
+    report = export_onnx(str(checkpoint), str(tmp_path / "onnx"), task, quantize=True, fp16=True)
+    assert report.validation[0].max_abs_diff <= 1e-4 and report.validation[0].greedy_identical is True
+    assert "decoder_with_past_model.onnx" not in report.files
+    assert {"encoder_model_quantized.onnx", "decoder_model_quantized.onnx", "encoder_model_fp16.onnx",
+            "decoder_model_fp16.onnx"} <= set(report.files)
+    assert report.quantization.agreement >= 0.5  # reported, not gated: INT8 is meant to differ
+    pytorch = transformers.AutoModelForSpeechSeq2Seq.from_pretrained(checkpoint, trust_remote_code=True).eval()
+    values = features(1.0, batch=2)
+    fp32 = load_ort_model(tmp_path / "onnx", task)
+    with torch.no_grad():
+        expected = pytorch.generate(values, max_new_tokens=8, use_cache=False)
+    assert torch.equal(fp32.generate(values, max_new_tokens=8), expected)
+    quantized = load_ort_model(tmp_path / "onnx", task, variant="quantized")
+    assert quantized.generate(values, max_new_tokens=8).shape[0] == 2
+
+
+def test_text_tasks_are_refused_for_speech(exported, tmp_path):
+    _, _, checkpoint, _, _ = exported
+    with pytest.raises(ValueError, match="valid tasks: \\['automatic-speech-recognition'"):
+        export_onnx(str(checkpoint), str(tmp_path / "onnx"), "text2text-generation-with-past")
+    assert not (tmp_path / "onnx").exists()
