@@ -129,7 +129,7 @@ def convert(source: str, destination: str, *, force: bool = False, allow_pickle:
     config = family.translate_config(config_dict)
     # Read and checked before any work: a token id outside the vocabulary is refused here, nothing written.
     generation_config = read_generation_config(folder, config_dict)
-    carried_unread = check_generation_config(generation_config, text_vocab_size(config))
+    carried_unread = check_generation_config(generation_config, text_vocab_size(config), family.generation_fields)
     with torch.device("meta"):
         skeleton = target_class(config)
     expected, tied = _expected_keys(skeleton)

@@ -54,9 +54,13 @@ def _token_ids(value) -> Iterator[int]:
             yield from _token_ids(item)
 
 
-def check_generation_config(generation_config: GenerationConfig, vocab_size: int) -> list[str]:
+def check_generation_config(
+    generation_config: GenerationConfig, vocab_size: int, model_fields: tuple[str, ...] = ()
+) -> list[str]:
     """Raise ValueError for a token-id setting outside the converted model's vocabulary (it would index past the
-    logits); return the names of fields transformers' generate() does not read, which are carried unchanged."""
+    logits); return the names of fields transformers' generate() does not read, which are carried unchanged.
+    model_fields: those the model's own generate() reads on top of the generic ones (Whisper's `alignment_heads`,
+    `lang_to_id`, ...: the source family's `generation_fields`)."""
     for name in TOKEN_ID_FIELDS:
         value = getattr(generation_config, name, None)
         bad = [token for token in _token_ids(value) if not 0 <= token < vocab_size]
@@ -65,7 +69,8 @@ def check_generation_config(generation_config: GenerationConfig, vocab_size: int
                              f"vocabulary [0, {vocab_size}); fix generation_config.json (or config.json) of the "
                              "source, nothing was written.")
     known = _known_fields()
-    return sorted(name for name in generation_config.to_dict() if name not in known and name not in _BOOKKEEPING)
+    read = known | set(model_fields) | set(_BOOKKEEPING)
+    return sorted(name for name in generation_config.to_dict() if name not in read)
 
 
 def settings_summary(generation_config: GenerationConfig) -> str:

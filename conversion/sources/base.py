@@ -25,6 +25,7 @@ class Source:
     rules: Callable[[dict, type], list[Rule]]
     notes: str = ""  # what differs in behaviour after conversion, shown in the model card
     native_config: Optional[Callable[[ht.TformerConfig], dict]] = None  # ours -> native config kwargs (reverse.py)
+    generation_fields: tuple[str, ...] = ()  # generation_config fields the family's own generate() reads (Whisper)
 
     def reference_class(self, architecture: str) -> type:
         return getattr(transformers, self.classes[architecture][0])

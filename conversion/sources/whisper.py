@@ -23,6 +23,12 @@ _LAYER_NAMES = {
 # Where each of Whisper's two stacks of layers lives in ours.
 _STACKS = {"encoder": "model.encoder.stack", "decoder": "model.decoder"}
 _UNSUPPORTED = {"apply_spec_augment": False, "use_weighted_layer_sum": False}
+# generation_config fields transformers' Whisper generation (WhisperGenerationMixin and its timestamp logits
+# processor) reads on top of the generic ones; `alignment_heads` gives word-level timestamps.
+_GENERATION_FIELDS = ("alignment_heads", "lang_to_id", "task_to_id", "language", "task", "is_multilingual",
+                      "no_timestamps_token_id", "prev_sot_token_id", "max_initial_timestamp_index", "return_timestamps",
+                      "condition_on_prev_tokens", "compression_ratio_threshold", "logprob_threshold",
+                      "no_speech_threshold", "prompt_condition_type")
 
 
 def _with_zero_bias(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -109,6 +115,7 @@ WHISPER = Source(
     translate_config=_whisper_config,
     native_config=_whisper_native,
     rules=_whisper_rules,
+    generation_fields=_GENERATION_FIELDS,
     notes="The converted model takes fewer than 2 * max_source_positions frames too (Whisper refuses them); on "
           "full windows (2 * max_source_positions frames) it computes the same function. The key projections gain a "
           "zero bias (softmax-invariant).",
