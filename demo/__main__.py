@@ -1,11 +1,12 @@
 """The end-to-end demo (README command 1): train a tiny model of each variant on CPU, then use it as a user would.
 
-For the encoder (sentiment), the decoder (list continuation) and the encoder-decoder (date formatting): train on
-generated data (seeded, nothing downloaded), measure a held-out metric, save (safetensors + remote code +
-tokenizer); reload every checkpoint with AutoModel*.from_pretrained(..., trust_remote_code=True) in a fresh process
-where hf_tformer is not importable, check it reproduces the trained model bit for bit and run a pipeline on it;
-export to ONNX, validate against PyTorch and run the same pipeline on ONNX Runtime. Writes loss_curves.png,
-report.md and summary.json (atomically: built beside --out, renamed at the end).
+For the encoder (sentiment), the decoder (list continuation), the encoder-decoder (date formatting), the image
+encoder (patterns), the dual encoder (zero-shot pattern names) and the speech model (tone sequences transcribed as
+words): train on generated data (seeded, nothing downloaded), measure a held-out metric, save (safetensors + remote
+code + tokenizer / processor); reload every checkpoint with AutoModel*.from_pretrained(..., trust_remote_code=True)
+in a fresh process where hf_tformer is not importable, check it reproduces the trained model bit for bit and run a
+pipeline on it; export to ONNX, validate against PyTorch and run the same pipeline on ONNX Runtime. Writes
+loss_curves.png, report.md and summary.json (atomically: built beside --out, renamed at the end).
 
     python -m hf_tformer_demo [--out DIR] [--force] [--quick] [--no-progress]
 """

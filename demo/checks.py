@@ -10,6 +10,8 @@ from pathlib import Path
 
 import torch
 
+from .reload_check import first_output, pipeline_input
+
 SCORE_ATOL = 1e-4  # pipeline scores from ONNX Runtime vs PyTorch (the export's own gate uses the same bound)
 
 
@@ -17,7 +19,8 @@ SCORE_ATOL = 1e-4  # pipeline scores from ONNX Runtime vs PyTorch (the export's 
 def reference_inputs(model, inputs: dict, tokenizer, targets: list, logits_field: str = "logits") -> dict:
     """The example batch and the trained model's logits on it: the fresh process must reproduce them bit for bit."""
     if model.config.is_encoder_decoder:
-        labels = tokenizer(targets, padding=True, return_tensors="pt")["input_ids"]
+        text_tokenizer = getattr(tokenizer, "tokenizer", tokenizer)  # a processor (speech) holds the tokenizer
+        labels = text_tokenizer(targets, padding=True, return_tensors="pt")["input_ids"]
         inputs["decoder_input_ids"] = model.prepare_decoder_input_ids_from_labels(labels)
     return {"inputs": inputs, "logits": getattr(model.eval()(**inputs), logits_field)}
 
@@ -57,8 +60,9 @@ def outputs_match(actual: list[dict], expected: list[dict], atol: float = SCORE_
 def export_and_run_onnx(checkpoint: Path, destination: Path, onnx_task: str, pipeline_task: str, preprocessor: dict,
                         examples: list[str], pipeline_kwargs: dict) -> dict:
     """Export with hf_tformer_export (validated against PyTorch on padded random inputs before it is written), then
-    run the same pipeline on ONNX Runtime over the examples. `preprocessor`: {"tokenizer": ...} or
-    {"image_processor": ...}, as pipeline() takes it."""
+    run the same pipeline on ONNX Runtime over the examples. `preprocessor`: {"tokenizer": ...},
+    {"image_processor": ...}, {"tokenizer": ..., "feature_extractor": ..., "pipeline_class": ...}, as pipeline()
+    takes them."""
     import transformers
     from optimum.utils import logging as optimum_logging
 
@@ -73,7 +77,7 @@ def export_and_run_onnx(checkpoint: Path, destination: Path, onnx_task: str, pip
     export_seconds = time.perf_counter() - start
     start = time.perf_counter()
     pipe = transformers.pipeline(pipeline_task, model=load_ort_model(destination, onnx_task), **preprocessor)
-    outputs = [pipe(text, **pipeline_kwargs)[0] for text in examples]
+    outputs = [first_output(pipe(pipeline_input(example), **pipeline_kwargs)) for example in examples]
     check = report.validation[0]
     return {"task": onnx_task, "export_seconds": export_seconds, "run_seconds": time.perf_counter() - start,
             "max_abs_diff": check.max_abs_diff, "greedy_identical": check.greedy_identical,

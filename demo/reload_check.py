@@ -4,7 +4,8 @@
 
 For each checkpoint in SPEC: load it with transformers' Auto class and trust_remote_code=True (the modeling code
 comes from the checkpoint folder), check its logits on the reference inputs are bit-identical to the trained
-model's, and run the pipeline on the example inputs. Imports only the standard library, torch and transformers.
+model's, and run the pipeline on the example inputs. Imports only the standard library, torch and transformers (and
+numpy, their dependency). The demo's own process reads its examples through the same two helpers below.
 """
 
 import json
@@ -19,6 +20,30 @@ class _NoHfTformer:
     def find_spec(self, name, path=None, target=None):
         if name.split(".")[0] == "hf_tformer":
             raise ImportError("hf_tformer is deliberately not importable in this process")
+
+
+def pipeline_input(example: str) -> "str | dict":
+    """An example as the pipeline takes it: a text or an image path as it is; a .wav file decoded here (16-bit PCM
+    mono, stdlib `wave`) to {"raw": float32 array, "sampling_rate": rate}, since transformers reads an audio *path*
+    through ffmpeg, which may not be installed."""
+    if not example.endswith(".wav"):
+        return example
+    import wave
+
+    import numpy as np
+
+    with wave.open(example, "rb") as file:
+        if file.getsampwidth() != 2 or file.getnchannels() != 1:
+            raise ValueError(f"{example}: {file.getsampwidth() * 8}-bit, {file.getnchannels()} channel(s); only "
+                             "16-bit PCM mono .wav files are decoded here: convert it to that, or pass the pipeline "
+                             "an array.")
+        frames = np.frombuffer(file.readframes(file.getnframes()), dtype="<i2")
+        return {"raw": frames.astype(np.float32) / 32767, "sampling_rate": file.getframerate()}
+
+
+def first_output(output: "dict | list[dict]") -> dict:
+    """A pipeline's result for one input: a list (classification, text generation) or one dict (speech)."""
+    return output if isinstance(output, dict) else output[0]
 
 
 def main(spec_path: str, result_path: str) -> None:
@@ -39,7 +64,8 @@ def main(spec_path: str, result_path: str) -> None:
             logits = getattr(model.eval()(**reference["inputs"]), item["logits_field"])
         start = time.perf_counter()
         pipe = transformers.pipeline(item["pipeline_task"], model=item["folder"], trust_remote_code=True)
-        outputs = [pipe(text, **item["pipeline_kwargs"])[0] for text in item["examples"]]
+        outputs = [first_output(pipe(pipeline_input(example), **item["pipeline_kwargs"]))
+                   for example in item["examples"]]
         results.append({
             "variant": item["variant"], "class": f"{type(model).__module__}.{type(model).__name__}",
             "load_seconds": load_seconds, "pipeline_seconds": time.perf_counter() - start,

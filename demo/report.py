@@ -6,15 +6,20 @@ from pathlib import Path
 
 
 def display(output: dict) -> str:
-    """One pipeline output as a short string: 'POSITIVE (0.998)' or the generated text."""
+    """One pipeline output as a short string: 'POSITIVE (0.998)', the generated text or the transcript."""
     if "label" in output:
         return f"{output['label']} ({output['score']:.3f})"
+    if "text" in output:  # automatic-speech-recognition (Whisper transcripts start with a space)
+        return output["text"].strip()
     return output["generated_text"].strip()  # text-generation without the prompt starts with its space
 
 
 def shown_input(value: str) -> str:
-    """An example input in a table cell: the text, or an image file (relative to the report) shown inline."""
-    return f"![{value}]({value})" if value.endswith(".png") else value
+    """An example input in a table cell: the text, an image file (relative to the report) shown inline, or a link
+    to an audio file."""
+    if value.endswith(".png"):
+        return f"![{value}]({value})"
+    return f"[{value}]({value})" if value.endswith(".wav") else value
 
 
 def format_diff(value: float | None) -> str:

@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from .checks import export_and_run_onnx, outputs_match, reference_inputs
+from .reload_check import first_output, pipeline_input
 from .report import display, format_diff
 from .train import fit
 from .variants import Variant
@@ -53,11 +54,11 @@ def train_and_save(variant: Variant, folder: Path, scratch: Path, steps: int, pr
     timings["evaluate"] = time.perf_counter() - start
     examples, targets = pick(task_data.held_out.inputs, EXAMPLES), pick(task_data.held_out.targets, EXAMPLES)
     shown = examples
-    if variant.example_files:  # images: written as files the pipelines read; the report shows them by path
+    if variant.example_files:  # images, audio: written as files the pipelines read; the report shows their paths
         examples = variant.example_files(examples, folder.parent / "examples" / variant.name)
         shown = [str(Path(path).relative_to(folder.parent)) for path in examples]
     pipe = transformers.pipeline(variant.pipeline_task, model=model, **variant.pipeline_preprocessors(tokenizer))
-    in_process = [pipe(text, **variant.pipeline_kwargs)[0] for text in examples]
+    in_process = [first_output(pipe(pipeline_input(example), **variant.pipeline_kwargs)) for example in examples]
     start = time.perf_counter()
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
@@ -95,14 +96,16 @@ def add_reload(result: dict, reloaded: dict) -> None:
 
 
 def add_onnx(variant: Variant, trained: Trained, checkpoint: Path, destination: Path) -> None:
-    """Export + ONNX Runtime pipeline; a failed export (ValueError from its validation) is recorded, not raised."""
+    """Export + ONNX Runtime pipeline; a failure (a ValueError from the validation, or any other error of the export
+    or the runtime) is recorded as a failed check with its type, not raised: the other variants and the report
+    still complete, and the demo exits non-zero."""
     result = trained.result
     try:
         onnx = export_and_run_onnx(checkpoint, destination, variant.onnx_task, variant.pipeline_task,
                                    variant.pipeline_preprocessors(trained.tokenizer), trained.reload_item["examples"],
                                    variant.pipeline_kwargs)
-    except ValueError as error:
-        onnx = {"task": variant.onnx_task, "error": str(error), "export_seconds": 0.0, "run_seconds": 0.0,
+    except Exception as error:  # noqa: BLE001 (reported, see above)
+        onnx = {"task": variant.onnx_task, "error": f"{type(error).__name__}: {error}", "export_seconds": 0.0, "run_seconds": 0.0,
                 "max_abs_diff": None, "greedy_identical": False, "fused_attention_nodes": 0, "files": [],
                 "pipeline_outputs": []}
     result["onnx"] = onnx

@@ -12,7 +12,7 @@ import torch
 
 import hf_tformer as ht
 
-from . import data, images
+from . import data, images, speech
 from .toy_tokenizer import clip_tokenizer, merges_spelling, train_tokenizer
 
 NO_DROPOUT = dict(hidden_dropout=0.0, attention_dropout=0.0)
@@ -24,7 +24,7 @@ def _tokenize(tokenizer, texts: list[str]) -> dict[str, torch.Tensor]:
 
 @dataclass
 class Variant:
-    name: str  # "encoder" | "decoder" | "encoder-decoder"
+    name: str  # "encoder" | "decoder" | "encoder-decoder" | "image" | "dual-encoder" | "speech"
     short_task: str
     task: str  # what the model learns, in words
     metric: str  # what `evaluate` returns, in words
@@ -41,7 +41,8 @@ class Variant:
     lr: float
     pipeline_kwargs: dict = field(default_factory=dict)
     note: str = ""  # what a reader of the loss curve should know
-    pipeline_preprocessors: Callable[[object], dict] = lambda tokenizer: {"tokenizer": tokenizer}  # pipeline() kwargs
+    # pipeline() kwargs: the preprocessors (and a pipeline_class, where transformers' own would not fit the model)
+    pipeline_preprocessors: Callable[[object], dict] = lambda tokenizer: {"tokenizer": tokenizer}
     model_inputs: Callable[[object, list[str]], dict] = _tokenize  # the example batch the reload must reproduce
     example_files: Optional[Callable[[list, Path], list[str]]] = None  # examples the pipelines read as files
     logits_field: str = "logits"  # the output the reload compares bit for bit
@@ -245,4 +246,12 @@ VARIANTS = [
             label_names=images.PATTERN_LABELS, forward_kwargs=dict(return_loss=True),
             pipeline_kwargs=dict(candidate_labels=images.PATTERNS, hypothesis_template=images.ZERO_SHOT_TEMPLATE),
             note="The contrastive loss cannot reach 0: a batch holds several images with the same caption."),
+    Variant("speech", "tone transcripts", "speech recognition (Whisper-shaped): 2-4 tones of five pitches, "
+            "transcribed as digit words ('two five one')", "held-out transcript exact match", speech.tone_sequences,
+            speech.build, speech.encode, speech.transcript_exact_match, "automatic-speech-recognition",
+            "AutoModelForSpeechSeq2Seq", "automatic-speech-recognition-with-past", steps=300, quick_steps=40,
+            batch_size=32, lr=2e-3, pipeline_preprocessors=speech.pipeline_preprocessors,
+            model_inputs=speech.file_features, example_files=speech.write_examples,
+            note="Held-out clips say tone sequences that no training clip says. The pipelines get the example .wav "
+                 "files decoded by the standard library (transformers would read an audio path with ffmpeg)."),
 ]

@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from hf_tformer_demo import data
+from hf_tformer_demo.speech import TONES
 from hf_tformer_demo.__main__ import main
 
 CHECKS = {"loss decreased", "loaded as remote code, hf_tformer not importable", "reloaded logits bit-identical",
@@ -27,12 +28,13 @@ def test_quick_demo_runs_every_stage_and_reports_every_check_passed(tmp_path, hf
     assert "ALL CHECKS PASSED" in result.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == ["demo", "hf_home"]  # no staging folder left behind
     assert {p.name for p in out.iterdir()} == {"encoder", "decoder", "encoder-decoder", "image", "dual-encoder",
-                                               "examples", "onnx", "loss_curves.png", "report.md", "summary.json"}
+                                               "speech", "examples", "onnx", "loss_curves.png", "report.md",
+                                               "summary.json"}
     assert (out / "loss_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "loss_curves.png").stat().st_size > 20_000
     summary = json.loads((out / "summary.json").read_text())
     assert summary["mode"] == "quick" and summary["all_passed"]
-    for name in ("encoder", "decoder", "encoder-decoder", "image", "dual-encoder"):
+    for name in ("encoder", "decoder", "encoder-decoder", "image", "dual-encoder", "speech"):
         checks = {c["name"]: c["passed"] for c in summary["checks"] if c["variant"] == name}
         assert set(checks) == CHECKS and all(checks.values()), checks
     for variant in summary["variants"]:
@@ -43,10 +45,20 @@ def test_quick_demo_runs_every_stage_and_reports_every_check_passed(tmp_path, hf
     images = sorted((out / "examples" / "image").iterdir())
     assert len(images) == 4 and all(path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for path in images)
     assert (out / "image" / "preprocessor_config.json").exists()  # the pipelines load the image processor from it
-    assert summary["variants"][-1]["reload"]["class"].endswith("TformerCLIPModel")
+    by_name = {variant["variant"]: variant for variant in summary["variants"]}
+    assert by_name["dual-encoder"]["reload"]["class"].endswith("TformerCLIPModel")
+    speech = by_name["speech"]
+    assert speech["reload"]["class"].endswith("TformerWhisperForConditionalGeneration")
+    for example in speech["examples"]:  # transcripts are tone words, without Whisper's special tokens
+        assert example["reloaded"] and set(example["reloaded"].split()) <= set(TONES), example
+    sounds = sorted((out / "examples" / "speech").iterdir())
+    assert len(sounds) == 4 and all(path.read_bytes()[:4] == b"RIFF" for path in sounds)
+    for name in ("preprocessor_config.json", "generation_config.json", "tokenizer_config.json"):
+        assert (out / "speech" / name).exists()  # WhisperProcessor + the Whisper prompt the pipeline generates with
     report = (out / "report.md").read_text()
     assert "![training loss](loss_curves.png)" in report and "ALL CHECKS PASSED" in report
     assert "![examples/image/0.png](examples/image/0.png)" in report
+    assert "[examples/speech/0.wav](examples/speech/0.wav)" in report
     assert "**FAIL**" not in report
 
 
@@ -78,6 +90,29 @@ def test_pattern_images_are_deterministic_balanced_and_held_out():
     spec = task.held_out.inputs[0]
     first, again = images.render(spec), images.render(spec)
     assert first.size == (images.SIZE, images.SIZE) and first.mode == "RGB" and first.tobytes() == again.tobytes()
+
+
+def test_tone_clips_are_deterministic_held_out_and_sound_their_words(tmp_path):
+    import numpy as np
+
+    from hf_tformer_demo import speech
+    from hf_tformer_demo.reload_check import pipeline_input
+
+    task = speech.tone_sequences()
+    assert not set(task.train.targets) & set(task.held_out.targets)  # unseen sequences, not only unseen clips
+    assert len(set(task.held_out.targets)) == len(task.held_out.targets) == 200
+    assert {len(words.split()) for words in task.train.targets} == {2, 3, 4}
+    spec = task.held_out.inputs[0]
+    audio = speech.render(spec)
+    assert audio.dtype == np.float32 and np.array_equal(audio, speech.render(spec))
+    assert len(audio) < speech.CHUNK_SECONDS * speech.SAMPLING_RATE and np.abs(audio).max() <= 1.0
+    for word, pitch in TONES.items():  # one tone: its spectrum peaks at the word's pitch (jittered by <= 3%)
+        tone = speech.render(f"{word}:7")
+        peak = np.abs(np.fft.rfft(tone)).argmax() * speech.SAMPLING_RATE / len(tone)
+        assert abs(peak / pitch - 1) < 0.035, (word, peak)
+    path = speech.write_examples([spec], tmp_path)[0]  # 16-bit PCM: the pipelines' input is within one step
+    decoded = pipeline_input(path)
+    assert decoded["sampling_rate"] == speech.SAMPLING_RATE and np.abs(decoded["raw"] - audio).max() < 1 / 32767
 
 
 def test_clip_tokenizer_spells_each_word_as_one_token(tmp_path):
