@@ -66,15 +66,16 @@ def onednn_linear_available() -> bool:
 
 def use_onednn_linear(input: torch.Tensor, weight: torch.Tensor) -> bool:
     """Whether this fp32 CPU linear is a memory-bound inference GEMV that oneDNN runs faster than MKL."""
-    if torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.is_grad_enabled():
+    # Cheapest, most often decisive checks first: this runs on every linear call of a decoding step.
+    if input.dtype != torch.float32 or weight.numel() < _MIN_WEIGHT_FOR_ONEDNN or torch.is_grad_enabled():
+        return False
+    if torch.compiler.is_compiling() or torch.jit.is_tracing():
         return False
     return (
         type(input) is torch.Tensor
         and type(weight) in _PLAIN_TENSOR_TYPES
-        and input.dtype == torch.float32
         and weight.dtype == torch.float32
         and input.device.type == "cpu"
-        and weight.numel() >= _MIN_WEIGHT_FOR_ONEDNN
         and input.numel() <= _MAX_ROWS_FOR_ONEDNN * input.shape[-1]
         and torch.backends.mkldnn.enabled
         and onednn_linear_available()

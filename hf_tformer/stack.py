@@ -137,6 +137,10 @@ class TformerStack(nn.Module):
             )
         implementation = "eager" if output_attentions else self.config._attn_implementation
         relative = hasattr(self, "relative_position_bias")
+        # One new token over a dynamic cache attends to every key the cache holds: "no mask" says exactly that, and
+        # saves building one per decoding step. Not under tracing, where the graph must serve any query length.
+        one_token_over_dynamic_cache = (query_length == 1 and static_cache_capacity(past_key_values) is None
+                                        and validating_inputs())
         mask_inputs = dict(
             batch_size=batch_size,
             query_length=query_length,
@@ -144,7 +148,7 @@ class TformerStack(nn.Module):
             is_causal=self.is_causal,
             dtype=hidden_states.dtype,
             attn_implementation=implementation,
-            force_explicit=past_key_values is not None or relative,
+            force_explicit=relative or (past_key_values is not None and not one_token_over_dynamic_cache),
         )
         self_mask = None  # the full-attention layers' mask; not built when every layer slides
         if any(block.self_attn.sliding_window is None for block in self.layers):
