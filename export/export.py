@@ -17,16 +17,23 @@ from hf_tformer_conversion.staging import check_destination, staged_folder
 from .model_card import write_export_card
 from .onnx_configs import DEFAULT_OPSET, register
 from .runtime import variant_name
-from .tasks import ATTENTION_MODES, TASKS, VISION, optimum_task
+from .tasks import ATTENTION_MODES, CLIP, CLIP_VISION, TASKS, VISION, WHISPER, optimum_task
 from .tied_head import gemms_to_matmuls, share_tied_lm_head
 from .validate import FP32_ATOL, ValidationReport, quantization_report, validate_export
 
 QUANTIZED_FILE, FP16_FILE = variant_name("model.onnx", "quantized"), variant_name("model.onnx", "fp16")
 
 
-class MissingImageProcessorWarning(UserWarning):
-    """An image checkpoint without preprocessor_config.json: optimum copies the checkpoint's image processor into
-    the export, and there is none to copy."""
+class MissingPreprocessorWarning(UserWarning):
+    """An image, dual-encoder or speech checkpoint without preprocessor_config.json: optimum copies the checkpoint's
+    image processor / feature extractor into the export, and there is none to copy, so pipelines over the export
+    find none."""
+
+
+MissingImageProcessorWarning = MissingPreprocessorWarning  # the earlier name, kept for callers that filter on it
+# What each model type's pipelines load from preprocessor_config.json, and how to save one.
+PREPROCESSORS = {VISION: "ViTImageProcessor(...)", CLIP: "CLIPProcessor(image_processor, tokenizer)",
+                 CLIP_VISION: "CLIPImageProcessor(...)", WHISPER: "WhisperProcessor(feature_extractor, tokenizer)"}
 
 
 @dataclass
@@ -122,11 +129,11 @@ def export_onnx(checkpoint: str, destination: str, task: str, *, attention: str 
         raise ValueError(f"{folder} is not a folder; export takes a saved hf_tformer checkpoint folder.")
     model_type = read_model_type(folder)
     task = optimum_task(model_type, task)  # ValueError naming the valid tasks; synonyms -> optimum's name
-    if model_type == VISION and not (folder / "preprocessor_config.json").is_file():
+    if model_type in PREPROCESSORS and not (folder / "preprocessor_config.json").is_file():
         warnings.warn(f"{folder} has no preprocessor_config.json, so the export will have none and pipelines will "
-                      "not find an image processor: save the model's (e.g. ViTImageProcessor(...).save_pretrained("
-                      f"'{folder}')) next to the checkpoint and export again.", MissingImageProcessorWarning,
-                      stacklevel=2)
+                      f"not find its preprocessor: save the model's (e.g. {PREPROCESSORS[model_type]}"
+                      f".save_pretrained('{folder}')) next to the checkpoint and export again.",
+                      MissingPreprocessorWarning, stacklevel=2)
     if attention not in ATTENTION_MODES:
         raise ValueError(f"attention={attention!r} is not supported; choose one of {list(ATTENTION_MODES)}.")
     register()

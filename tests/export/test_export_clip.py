@@ -12,7 +12,7 @@ import hf_tformer as ht  # noqa: E402
 from clip_helpers import EOS_ID, TEXT, VISION, clip_processor  # noqa: E402
 from conftest import run_without_hf_tformer  # noqa: E402
 from hf_tformer_export.__main__ import main as cli  # noqa: E402
-from hf_tformer_export.export import QUANTIZED_FILE, export_onnx  # noqa: E402
+from hf_tformer_export.export import QUANTIZED_FILE, MissingPreprocessorWarning, export_onnx  # noqa: E402
 from hf_tformer_export.runtime import load_ort_model  # noqa: E402
 from hf_tformer_export.validate_clip import run_session  # noqa: E402
 from vision_helpers import images, perturbed, pixels  # noqa: E402
@@ -173,3 +173,11 @@ def test_a_task_the_dual_encoder_does_not_support_names_the_supported_ones(tmp_p
     assert cli(["export", "onnx", str(folder), str(tmp_path / "onnx"), "--task", "fill-mask"]) == 1
     assert "valid tasks: ['zero-shot-image-classification', 'feature-extraction']" in capsys.readouterr().err
     assert not (tmp_path / "onnx").exists()
+
+
+def test_a_dual_encoder_without_its_processor_warns_how_to_add_one(tmp_path, hf_home):
+    folder = save(tmp_path)
+    (folder / "preprocessor_config.json").unlink()
+    with pytest.warns(MissingPreprocessorWarning, match="no preprocessor_config.json.*CLIPProcessor"):
+        export_onnx(str(folder), str(tmp_path / "onnx"), "zero-shot-image-classification", validate=False)
+    assert not (tmp_path / "onnx" / "preprocessor_config.json").exists()

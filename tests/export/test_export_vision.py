@@ -13,7 +13,7 @@ import hf_tformer as ht  # noqa: E402
 from conftest import run_without_hf_tformer  # noqa: E402
 from hf_tformer_export import register  # noqa: E402
 from hf_tformer_export.__main__ import main as cli  # noqa: E402
-from hf_tformer_export.export import QUANTIZED_FILE, MissingImageProcessorWarning, export_onnx  # noqa: E402
+from hf_tformer_export.export import QUANTIZED_FILE, MissingPreprocessorWarning, export_onnx  # noqa: E402
 from hf_tformer_export.runtime import load_ort_model  # noqa: E402
 from vision_helpers import LABELS, image_processor, images, pixels, tiny_vit_config  # noqa: E402
 
@@ -173,7 +173,7 @@ def test_a_task_the_image_model_does_not_support_names_the_supported_ones(tmp_pa
 
 def test_a_checkpoint_without_an_image_processor_warns_how_to_add_one(tmp_path, hf_home):
     folder = save(tmp_path, ht.TformerViTModel, processor=False)
-    with pytest.warns(MissingImageProcessorWarning, match="no preprocessor_config.json.*ViTImageProcessor"):
+    with pytest.warns(MissingPreprocessorWarning, match="no preprocessor_config.json.*ViTImageProcessor"):
         export_onnx(str(folder), str(tmp_path / "onnx"), "feature-extraction", validate=False)
     assert json.loads((tmp_path / "onnx" / "config.json").read_text())["model_type"] == "hf_tformer_vit"
     assert not (tmp_path / "onnx" / "preprocessor_config.json").exists()

@@ -12,7 +12,7 @@ import transformers
 pytest.importorskip("optimum.exporters.onnx", reason="optimum-onnx is installed in the transformers 4.57 environment")
 
 from hf_tformer_conversion import convert  # noqa: E402
-from hf_tformer_export.export import export_onnx  # noqa: E402
+from hf_tformer_export.export import MissingPreprocessorWarning, export_onnx  # noqa: E402
 from hf_tformer_export.runtime import load_ort_model  # noqa: E402
 from speech_helpers import (build_tokenizer, feature_extractor, long_form_tokens, pipeline_calls,  # noqa: E402
                             save_source, waveform)
@@ -133,3 +133,14 @@ def test_text_tasks_are_refused_for_speech(exported, tmp_path):
     with pytest.raises(ValueError, match="valid tasks: \\['automatic-speech-recognition'"):
         export_onnx(str(checkpoint), str(tmp_path / "onnx"), "text2text-generation-with-past")
     assert not (tmp_path / "onnx").exists()
+
+
+def test_a_speech_checkpoint_without_its_feature_extractor_warns_how_to_add_one(exported, tmp_path):
+    import shutil
+
+    _, _, checkpoint, _, _ = exported
+    folder = tmp_path / "ckpt"
+    shutil.copytree(checkpoint, folder)
+    (folder / "preprocessor_config.json").unlink()
+    with pytest.warns(MissingPreprocessorWarning, match="no preprocessor_config.json.*WhisperProcessor"):
+        export_onnx(str(folder), str(tmp_path / "onnx"), TASK, validate=False)
