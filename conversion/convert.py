@@ -16,8 +16,8 @@ import torch
 from tqdm.auto import tqdm
 
 from .dtypes import check_dtype_name, majority_dtype, resolve_dtype
-from .generation_settings import (carry_generation_config, check_generation_config, read_generation_config,
-                                  settings_summary)
+from .generation_settings import (carry_generation_config, check_alignment_heads, check_generation_config,
+                                  read_generation_config, settings_summary)
 from .keymap import convert_state_dict
 from .model_card import ModelCardFacts, hub_repo_id, pipeline_tag_and_auto_class, write_model_card
 from .sentence_transformers import EncodeParity, complete_folder, read_layout
@@ -130,6 +130,7 @@ def convert(source: str, destination: str, *, force: bool = False, allow_pickle:
     # Read and checked before any work: a token id outside the vocabulary is refused here, nothing written.
     generation_config = read_generation_config(folder, config_dict)
     carried_unread = check_generation_config(generation_config, text_vocab_size(config), family.generation_fields)
+    check_alignment_heads(generation_config, config)
     with torch.device("meta"):
         skeleton = target_class(config)
     expected, tied = _expected_keys(skeleton)

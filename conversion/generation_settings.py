@@ -73,6 +73,23 @@ def check_generation_config(
     return sorted(name for name in generation_config.to_dict() if name not in read)
 
 
+def check_alignment_heads(generation_config: GenerationConfig, config) -> None:
+    """Raise ValueError when `alignment_heads` (Whisper's word-level timestamps: [decoder layer, cross-attention
+    head] pairs) names a layer or head the converted model does not have: generate() would fail later with an
+    IndexError deep in the timestamp code, for the source model too."""
+    heads = getattr(generation_config, "alignment_heads", None)
+    if heads is None:
+        return
+    layers = getattr(config, "decoder_layers", None) or config.num_hidden_layers
+    bad = [pair for pair in heads if not (isinstance(pair, (list, tuple)) and len(pair) == 2
+                                          and 0 <= pair[0] < layers and 0 <= pair[1] < config.num_attention_heads)]
+    if bad:
+        raise ValueError(f"generation_config.alignment_heads has {bad}, outside the decoder's {layers} layers x "
+                         f"{config.num_attention_heads} heads; each entry is [layer, head] with 0 <= layer < {layers} "
+                         f"and 0 <= head < {config.num_attention_heads}: fix generation_config.json of the source "
+                         "(or drop the field: it only serves word-level timestamps); nothing was written.")
+
+
 def settings_summary(generation_config: GenerationConfig) -> str:
     """`num_beams=4, no_repeat_ngram_size=3, ...`: the settings that differ from transformers' defaults."""
     default = GenerationConfig()

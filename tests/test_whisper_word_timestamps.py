@@ -140,6 +140,20 @@ def test_alignment_heads_survive_conversion_and_the_way_back(root):
     assert returned.generation_config.alignment_heads == ALIGNMENT_HEADS
 
 
+def test_alignment_heads_outside_the_decoder_are_refused_by_conversion(root, tmp_path):
+    import shutil
+
+    source = tmp_path / "source"
+    shutil.copytree(root / "source", source)
+    settings = transformers.GenerationConfig.from_pretrained(source)
+    settings.alignment_heads = [[1, 0], [2, 1], [0, 4]]  # 2 decoder layers, 4 heads
+    settings.save_pretrained(source)
+    with pytest.raises(ValueError, match=r"alignment_heads has \[\[2, 1\], \[0, 4\]\], outside the decoder's 2 "
+                                         r"layers x 4 heads"):
+        convert(str(source), str(tmp_path / "ours"), progress=False, verify=False)
+    assert not (tmp_path / "ours").exists()
+
+
 def test_token_timestamps_without_alignment_heads_give_whisper_own_error(root):
     values, errors = padded_clips(1.0).input_features, []
     for model in load_pair(root):
