@@ -43,6 +43,7 @@ from .pipeline_tformer_whisper import TformerSpeechRecognitionPipeline  # noqa: 
 from .positions import apply_rotary  # noqa: F401
 from .tokenization_tformer import TformerTokenizerFast  # noqa: F401  (AutoTokenizer's fallback)
 
+
 class TformerAudioEncoder(nn.Module):
     """The audio front end + the encoder stack (no positions of its own): what `get_encoder()` returns."""
 
