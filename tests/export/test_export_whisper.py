@@ -11,6 +11,7 @@ import transformers
 
 pytest.importorskip("optimum.exporters.onnx", reason="optimum-onnx is installed in the transformers 4.57 environment")
 
+from conftest import run_without_hf_tformer  # noqa: E402
 from hf_tformer_conversion import convert  # noqa: E402
 from hf_tformer_export.export import MissingPreprocessorWarning, export_onnx  # noqa: E402
 from hf_tformer_export.runtime import load_ort_model  # noqa: E402
@@ -107,6 +108,46 @@ def test_optimum_asr_pipeline_over_the_export_matches_native(exported):
     actual = pipeline_calls(asr)
     assert actual == expected
     assert len(actual["chunked_timestamps"]["chunks"]) > 1
+
+
+def test_optimum_main_export_loads_and_transcribes_without_hf_tformer(exported, tmp_path):
+    """optimum's own main_export after register(); a fresh process without hf_tformer loads the export with
+    ORTModelForSpeechSeq2Seq (register() from hf_tformer_export) and runs optimum's pipeline over the folder: the
+    native model's tokens and texts."""
+    from optimum.exporters.onnx import main_export
+
+    from hf_tformer_export import register
+
+    native, tokenizer, checkpoint, _, _ = exported
+    register()
+    main_export(str(checkpoint), tmp_path / "plain", task=TASK, trust_remote_code=True)
+    values, clip = features(1.2, batch=2), waveform(1.5, seed=5)
+    with torch.no_grad():
+        tokens = native.generate(values, max_new_tokens=8, return_timestamps=True)
+    asr = transformers.pipeline("automatic-speech-recognition", model=native, tokenizer=tokenizer,
+                                feature_extractor=feature_extractor())
+    text = asr(clip, generate_kwargs=dict(max_new_tokens=6))["text"]
+    assert text and tokens.shape[-1] > 4  # something to compare
+    torch.save({"values": values, "tokens": tokens, "clip": torch.from_numpy(clip), "text": text},
+               tmp_path / "reference.pt")
+    code = f"""
+    import sys, torch
+    import hf_tformer_export
+    from optimum.onnxruntime import ORTModelForSpeechSeq2Seq
+    from optimum.pipelines import pipeline
+    hf_tformer_export.register()
+    data = torch.load("{tmp_path / 'reference.pt'}")
+    model = ORTModelForSpeechSeq2Seq.from_pretrained("{tmp_path / 'plain'}", trust_remote_code=True)
+    assert type(model).__name__ == "ORTModelForWhisper", type(model)
+    assert torch.equal(model.generate(data["values"], max_new_tokens=8, return_timestamps=True), data["tokens"])
+    asr = pipeline("automatic-speech-recognition", model="{tmp_path / 'plain'}", trust_remote_code=True,
+                   accelerator="ort")
+    assert asr(data["clip"].numpy(), generate_kwargs=dict(max_new_tokens=6))["text"] == data["text"]
+    assert not any(name == "hf_tformer" or name.startswith("hf_tformer.") for name in sys.modules)
+    print("OK", model.config.model_type)
+    """
+    assert "OK hf_tformer_whisper" in run_without_hf_tformer(code, cwd=tmp_path,
+                                                            env={"HF_HOME": str(tmp_path / "hf_home")})
 
 
 def test_export_without_past_int8_and_fp16(exported, tmp_path):
