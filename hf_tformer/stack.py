@@ -29,6 +29,12 @@ from .norms import build_norm
 from .positions import RelativePositionBias, local_heads, rotary_cos_sin
 
 
+def _no_padding(attention_mask: Optional[torch.Tensor]) -> bool:
+    """A (batch, keys) 0/1 mask with no zero says nothing a missing mask does not: dropping it lets SDPA and flash
+    attention use their fast kernels, as transformers' own models do. Reads the mask (a device sync)."""
+    return attention_mask is not None and attention_mask.dim() == 2 and bool(attention_mask.all())
+
+
 @dataclass
 class TformerStackOutput(BaseModelOutputWithPastAndCrossAttentions):
     """Adds the router logits of the sparse MoE layers, (batch * seq, num_experts) each, when asked for."""
@@ -124,8 +130,12 @@ class TformerStack(nn.Module):
                     f"{limit} with learned positions; shorten the input "
                     "(truncation=True) or use a model with more positions."
                 )
-        if attention_mask is not None and static_cache_capacity(past_key_values) is None:
+        static = static_cache_capacity(past_key_values) is not None
+        if attention_mask is not None and not static:
             check_padding_mask(attention_mask, batch_size, kv_length, "attention_mask")
+        not_tracing = validating_inputs()  # under tracing / compiling the graph must not depend on mask values
+        if not_tracing and not static and _no_padding(attention_mask):
+            attention_mask = None
         if position_ids is None:
             position_ids = cache_position.unsqueeze(0)  # (1, query)
 
@@ -137,10 +147,10 @@ class TformerStack(nn.Module):
             )
         implementation = "eager" if output_attentions else self.config._attn_implementation
         relative = hasattr(self, "relative_position_bias")
-        # One new token over a dynamic cache attends to every key the cache holds: "no mask" says exactly that, and
-        # saves building one per decoding step. Not under tracing, where the graph must serve any query length.
-        one_token_over_dynamic_cache = (query_length == 1 and static_cache_capacity(past_key_values) is None
-                                        and validating_inputs())
+        # Over a dynamic cache, "no mask" (+ the kernel's own causality) is exact when nothing is cached before the
+        # queries (a prefill) or when one new token attends to every cached key (a decoding step): SDPA and flash
+        # keep their fast kernels and no mask is built. Not under tracing, where the graph must serve any length.
+        causal_without_mask = not_tracing and not static and (kv_length == query_length or query_length == 1)
         mask_inputs = dict(
             batch_size=batch_size,
             query_length=query_length,
@@ -148,7 +158,7 @@ class TformerStack(nn.Module):
             is_causal=self.is_causal,
             dtype=hidden_states.dtype,
             attn_implementation=implementation,
-            force_explicit=relative or (past_key_values is not None and not one_token_over_dynamic_cache),
+            force_explicit=relative or (past_key_values is not None and not causal_without_mask),
         )
         self_mask = None  # the full-attention layers' mask; not built when every layer slides
         if any(block.self_attn.sliding_window is None for block in self.layers):
@@ -169,6 +179,8 @@ class TformerStack(nn.Module):
                 check_padding_mask(
                     encoder_attention_mask, batch_size, encoder_hidden_states.shape[1], "encoder_attention_mask"
                 )
+                if not_tracing and _no_padding(encoder_attention_mask):
+                    encoder_attention_mask = None
             cross_mask = cross_attention_mask(
                 encoder_attention_mask,
                 query_length=query_length,
