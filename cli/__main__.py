@@ -3,7 +3,8 @@
     hf-tformer convert SOURCE DEST [--to-native MODEL_TYPE] [...]     (= python -m hf_tformer_conversion)
     hf-tformer export onnx CHECKPOINT OUT --task TASK [...]           (= python -m hf_tformer_export onnx)
     hf-tformer optimum-cli ARGS...                                    optimum's CLI, our model types registered
-    hf-tformer bench conversion|encoder-forward|generation|long-context|onnx-runtime|vision-forward|moe|whisper [...]
+    hf-tformer bench conversion|encoder-forward|generation|long-context|onnx-runtime|vision-forward|moe|whisper|
+                     gpu-attention [...]
     hf-tformer demo [OPTIONS]
 
 Every parser is argparse; a command's module (torch, transformers, optimum) is imported only when that command
@@ -27,6 +28,8 @@ BENCHES = {  # sub-command -> module of hf_tformer_bench (bench/), each with mai
     "moe": ("moe", "sparse mixture of experts vs MixtralForCausalLM (converted weights): forward and greedy tok/s"),
     "vision-forward": ("vision_forward", "image encoder forward vs ViTModel: PyTorch (fp32, bf16) and ONNX Runtime "
                        "(fused vs optimum's native ViT export)"),
+    "gpu-attention": ("gpu_attention", "attention on a GPU vs BertModel / LlamaModel (converted weights): forward "
+                      "time, SDPA kernel, peak memory, %% of matmul peak, implementations' agreement"),
     "whisper": ("whisper", "speech: whisper-tiny-shaped model vs WhisperForConditionalGeneration (converted weights): "
                 "encoder forward and greedy tok/s, fp32 (bf16 where native)"),
 }
