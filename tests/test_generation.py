@@ -74,14 +74,19 @@ def test_text_streamer_prints_the_generated_text(capsys):
 CPU_RECIPE = {"freezing": True, "max_autotune": True, "max_autotune_gemm_backends": "CPP,ATEN", "cpp_wrapper": True}
 
 
-@pytest.mark.parametrize("inductor_options", [
-    pytest.param({}, id="defaults"),
+# A sparse mixture-of-experts decoder: under compilation moe.py takes its static every-expert path.
+MOE = dict(hidden_act="swiglu", mlp_bias=False, num_experts=4, num_experts_per_tok=2)
+
+
+@pytest.mark.parametrize("inductor_options, model_overrides", [
+    pytest.param({}, {}, id="defaults"),
     # ~100 s cold on 2 cores, all of it torch's compiler: once per CI run, in the 4.57 suite.
-    pytest.param(CPU_RECIPE, id="cpu-recipe", marks=pytest.mark.once),
+    pytest.param(CPU_RECIPE, {}, id="cpu-recipe", marks=pytest.mark.once),
+    pytest.param({}, MOE, id="moe", marks=pytest.mark.once),  # ~20 s of compilation
 ])
-def test_static_cache_under_torch_compile_matches_dynamic_cache(inductor_options):
+def test_static_cache_under_torch_compile_matches_dynamic_cache(inductor_options, model_overrides):
     torch._dynamo.reset()
-    model = causal_lm(position_embedding_type="rotary", num_key_value_heads=2)
+    model = causal_lm(position_embedding_type="rotary", num_key_value_heads=2, **model_overrides)
     ids = random_ids(1, 6)
     kwargs = dict(attention_mask=torch.ones_like(ids), max_new_tokens=5, do_sample=False, pad_token_id=0)
     dynamic = model.generate(ids, **kwargs)
