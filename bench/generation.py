@@ -41,9 +41,9 @@ def generation_runner(model, inputs: dict, **kwargs) -> Callable[[], torch.Tenso
     return run
 
 
-def interleaved_seconds(runners: dict, repeats: int) -> tuple[dict, dict]:
-    """Median seconds per runner (runs alternating, order rotating, after one warm-up run each) and each runner's
-    warm-up result."""
+def interleaved_samples(runners: dict, repeats: int) -> tuple[dict[str, list[float]], dict]:
+    """Seconds of every timed run per runner (runs alternating, order rotating, after one warm-up run each) and
+    each runner's warm-up result: the one timing loop of the benches."""
     results = {name: run() for name, run in runners.items()}  # warm-up (and compilation)
     seconds = {name: [] for name in runners}
     names = list(runners)
@@ -52,6 +52,18 @@ def interleaved_seconds(runners: dict, repeats: int) -> tuple[dict, dict]:
             start = time.perf_counter()
             runners[name]()
             seconds[name].append(time.perf_counter() - start)
+    return seconds, results
+
+
+def interleaved_ms(runners: dict, repeats: int) -> tuple[dict[str, list[float]], dict]:
+    """interleaved_samples in milliseconds: each runner's per-run times and its warm-up result."""
+    seconds, results = interleaved_samples(runners, repeats)
+    return {name: [value * 1000 for value in values] for name, values in seconds.items()}, results
+
+
+def interleaved_seconds(runners: dict, repeats: int) -> tuple[dict, dict]:
+    """Median seconds per runner (interleaved_samples) and each runner's warm-up result."""
+    seconds, results = interleaved_samples(runners, repeats)
     return {name: statistics.median(times) for name, times in seconds.items()}, results
 
 

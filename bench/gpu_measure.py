@@ -11,7 +11,7 @@ from typing import Callable
 
 import torch
 
-from hf_tformer_bench.vision_forward import interleaved_ms
+from hf_tformer_bench.generation import interleaved_ms
 
 # aten ops that name the SDPA kernel dispatched (CUDA flash / mem-efficient / cuDNN, CPU flash, the math fallback)
 SDPA_KERNELS = {
@@ -42,7 +42,7 @@ def synced(run: Callable[[], object], device: torch.device) -> Callable[[], obje
 def timed_ms(runners: dict[str, Callable[[], object]], repeats: int, device: torch.device) -> dict[str, list[float]]:
     """Milliseconds per synced run of each runner, interleaved (order rotating), after one warm-up each."""
     synchronize(device)
-    return interleaved_ms({name: synced(run, device) for name, run in runners.items()}, repeats)
+    return interleaved_ms({name: synced(run, device) for name, run in runners.items()}, repeats)[0]
 
 
 def median(values: list[float]) -> float:

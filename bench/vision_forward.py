@@ -14,12 +14,13 @@ transformer optimizer for ours. Contenders alternate run by run (order rotating)
 import argparse
 import statistics
 import tempfile
-import time
 import warnings
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import torch
+
+from hf_tformer_bench.generation import interleaved_ms
 
 SHAPE = dict(hidden_size=768, num_attention_heads=12, intermediate_size=3072, num_hidden_layers=4)
 IMAGE, PATCH, BATCH = 224, 16, 8
@@ -57,20 +58,6 @@ def build(work: Path) -> None:
     convert(str(work / "native"), str(work / "ours"), progress=False)
 
 
-def interleaved_ms(runners: dict[str, Callable[[], object]], repeats: int) -> dict[str, list[float]]:
-    """Milliseconds per run of each runner: one warm-up each, then `repeats` rounds, the order rotating per round."""
-    for run in runners.values():
-        run()
-    times = {name: [] for name in runners}
-    names = list(runners)
-    for repeat in range(repeats):
-        for name in names[repeat % len(names):] + names[:repeat % len(names)]:
-            start = time.perf_counter()
-            runners[name]()
-            times[name].append((time.perf_counter() - start) * 1000)
-    return times
-
-
 def spread(values: list[float]) -> str:
     """median and the interquartile range relative to it: how noisy the samples were."""
     quartiles = statistics.quantiles(values, n=4) if len(values) > 1 else [values[0]] * 3
@@ -97,7 +84,7 @@ def pytorch_rows(work: Path, dtypes: list[str], repeats: int, profile: bool) -> 
         with torch.inference_mode():
             outputs = {name: model(inputs).last_hidden_state.float() for name, model in models.items()}
             runners = {name: (lambda model=model: model(inputs)) for name, model in models.items()}
-            times = interleaved_ms(runners, repeats)
+            times, _ = interleaved_ms(runners, repeats)
             if profile:
                 for name, model in models.items():
                     with torch.profiler.profile() as trace:
@@ -140,7 +127,7 @@ def onnx_rows(work: Path, threads: int, repeats: int) -> None:
     pixels = np.random.default_rng(0).standard_normal((BATCH, 3, IMAGE, IMAGE)).astype(np.float32)
     sessions = {name: session(path, threads) for name, path in graphs.items()}
     outputs = {name: sess.run(["last_hidden_state"], {"pixel_values": pixels})[0] for name, sess in sessions.items()}
-    times = interleaved_ms({name: (lambda sess=sess: sess.run(None, {"pixel_values": pixels}))
+    times, _ = interleaved_ms({name: (lambda sess=sess: sess.run(None, {"pixel_values": pixels}))
                             for name, sess in sessions.items()}, repeats)
     best_native = min(statistics.median(times[name]) for name in graphs if name.startswith("native"))
     reference = outputs["native ViTModel, optimum export"]

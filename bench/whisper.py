@@ -30,8 +30,8 @@ from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperForCondi
 import hf_tformer as ht
 from hf_tformer_conversion import convert
 
-from hf_tformer_bench.generation import NEW_TOKENS
-from hf_tformer_bench.vision_forward import interleaved_ms, spread
+from hf_tformer_bench.generation import NEW_TOKENS, interleaved_ms
+from hf_tformer_bench.vision_forward import spread
 
 SAMPLING_RATE = 16000
 WHISPER_TINY = dict(d_model=384, encoder_layers=4, decoder_layers=4, encoder_attention_heads=6,
@@ -91,12 +91,6 @@ def whisper_generation_runner(model, features: torch.Tensor) -> Callable[[], tor
     return run
 
 
-def timed(runners: dict[str, Callable[[], torch.Tensor]], repeats: int) -> tuple[dict, dict]:
-    """Each runner's result (its first run) and its milliseconds per run over `repeats` interleaved rounds."""
-    results = {name: run() for name, run in runners.items()}
-    return interleaved_ms(runners, repeats), results
-
-
 def profile_generation(models: dict, features: torch.Tensor) -> None:
     for name, model in models.items():
         run = whisper_generation_runner(model, features)
@@ -109,14 +103,15 @@ def profile_generation(models: dict, features: torch.Tensor) -> None:
 def bench_dtype(native, ours, features: torch.Tensor, dtype: torch.dtype, repeats: int, profile: bool) -> None:
     models = {"native": native.to(dtype), "ours": ours.to(dtype)}
     features = features.to(dtype)
-    times, outputs = timed({name: encoder_runner(model, features) for name, model in models.items()}, repeats)
+    times, outputs = interleaved_ms({name: encoder_runner(model, features) for name, model in models.items()},
+                                    repeats)
     difference = float((outputs["ours"].float() - outputs["native"].float()).abs().max())
     median = {name: statistics.median(values) for name, values in times.items()}
     label = str(dtype).removeprefix("torch.")
     print(f"{label}: encoder forward, native {spread(times['native'])} ms, ours {spread(times['ours'])} ms, "
           f"time ratio ours / native {median['ours'] / median['native']:.3f}, max |Δ| {difference:.1e}")
-    times, tokens = timed({name: whisper_generation_runner(model, features) for name, model in models.items()},
-                          repeats)
+    times, tokens = interleaved_ms({name: whisper_generation_runner(model, features)
+                                    for name, model in models.items()}, repeats)
     rate = {name: NEW_TOKENS / statistics.median(values) * 1e3 for name, values in times.items()}
     same = torch.equal(tokens["native"], tokens["ours"])
     print(f"{label}: greedy {NEW_TOKENS} tokens, native {rate['native']:.1f} tok/s ({spread(times['native'])} ms), "
@@ -146,14 +141,14 @@ def bench_onnx(checkpoint: Path, work: Path, features: torch.Tensor, threads: in
     def ort_encoder() -> torch.Tensor:
         return torch.as_tensor(ort.encoder(input_features=features, attention_mask=None).last_hidden_state)
 
-    times, outputs = timed({"pytorch": encoder_runner(ours, features), "ort": ort_encoder}, repeats)
+    times, outputs = interleaved_ms({"pytorch": encoder_runner(ours, features), "ort": ort_encoder}, repeats)
     difference = float((outputs["ort"] - outputs["pytorch"]).abs().max())
     median = {name: statistics.median(values) for name, values in times.items()}
     print(f"onnxruntime fp32 (export validated: max |Δ| {report.validation[0].max_abs_diff:.1e}): encoder forward, "
           f"ours PyTorch {spread(times['pytorch'])} ms, ORT {spread(times['ort'])} ms, time ratio ORT / PyTorch "
           f"{median['ort'] / median['pytorch']:.3f}, max |Δ| {difference:.1e}")
-    times, tokens = timed({"pytorch": whisper_generation_runner(ours, features),
-                           "ort": whisper_generation_runner(ort, features)}, repeats)
+    times, tokens = interleaved_ms({"pytorch": whisper_generation_runner(ours, features),
+                                    "ort": whisper_generation_runner(ort, features)}, repeats)
     rate = {name: NEW_TOKENS / statistics.median(values) * 1e3 for name, values in times.items()}
     same = torch.equal(tokens["pytorch"], tokens["ort"])
     print(f"onnxruntime fp32: greedy {NEW_TOKENS} tokens, ours PyTorch {rate['pytorch']:.1f} tok/s, ORT "
