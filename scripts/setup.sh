@@ -3,6 +3,8 @@
 #   .venv   transformers 4.57.x + optimum-onnx + onnxruntime (constraints.txt)
 #   .venv5  transformers 5.x, modeling only (constraints-v5.txt)
 # torch is installed first and pinned: a bare `torch` requirement would pull a multi-GB CUDA build.
+# TORCH_INDEX_URL picks the index torch comes from, for a machine whose pip sees only PyPI (where torch==2.13.0 is
+# the CUDA build and no +cpu build exists): `TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu bash scripts/setup.sh`
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -15,13 +17,18 @@ make_env() {  # make_env DIR CONSTRAINTS EXTRAS
   echo "[setup] creating $dir from $constraints"
   "$PYTHON" -m venv "$dir"
   "$dir/bin/python" -m pip install -q --upgrade pip
-  "$dir/bin/python" -m pip install -q "torch==$TORCH_VERSION"
+  "$dir/bin/python" -m pip install -q "torch==$TORCH_VERSION" ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"}
   "$dir/bin/python" -m pip install -q -c "$constraints" -e ".[$extras]"
   rm -f "$dir"/.hf_tformer-setup-*
   touch "$stamp"
 }
+# transformers' own common model tests (tests/transformers_common/) come from the sdist of each venv's transformers
+# version, into .transformers-tests/<version>/ (skipped, offline, once there)
+fetch_common_tests() { "$1/bin/python" scripts/fetch_transformers_tests.py; }
 
 make_env .venv constraints.txt onnx,dev,clients,demo
-if [ "${1:-}" != "--main-only" ]; then
+if [ "${1:-}" != "--main-only" ]; then  # the tests' setup (the demo needs neither)
+  fetch_common_tests .venv
   make_env .venv5 constraints-v5.txt dev,clients
+  fetch_common_tests .venv5
 fi

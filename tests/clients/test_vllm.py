@@ -135,3 +135,97 @@ def test_encoder_embeddings_equal_the_cls_hidden_state(checkpoints):
     expected = torch.nn.functional.normalize(torch.tensor(reference["encoder"]), dim=-1)
     served_embeddings = torch.tensor([output.outputs.embedding for output in outputs])
     torch.testing.assert_close(served_embeddings, expected, rtol=1e-5, atol=1e-5)
+
+
+@contextmanager
+def http_server(folder: str, log_path):
+    """`vllm serve` as documented (the venv's own `vllm` command), on a free port of 127.0.0.1; yields its URL."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+    from pathlib import Path
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [str(Path(sys.executable).parent / "vllm"), "serve", folder, "--host", "127.0.0.1", "--port", str(port),
+               "--trust-remote-code", "--model-impl", "transformers", "--dtype", "float32", "--enforce-eager",
+               "--max-model-len", "64", "--max-num-seqs", "8", "--max-num-batched-tokens", "256", "--seed", "0"]
+    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}
+    log = open(log_path, "w")
+    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            if server.poll() is not None:
+                raise AssertionError(f"vllm serve exited with {server.returncode}:\n{Path(log_path).read_text()[-4000:]}")
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"vllm serve not healthy after 300 s:\n{Path(log_path).read_text()[-4000:]}")
+            time.sleep(1)
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        log.close()
+
+
+def _post(url: str, body: dict) -> tuple[int, bytes]:
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def test_vllm_serve_over_http(checkpoints, tmp_path):
+    """The documented `vllm serve` command: completions equal generate(), streaming gives the same tokens,
+    concurrent requests each get their own sequential answer, an over-long prompt is a 400, not a crash."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    folders, reference = checkpoints
+    with http_server(folders["rotary"], tmp_path / "serve.log") as url:
+        def complete(prompt: list[int]) -> list[int]:
+            status, body = _post(f"{url}/v1/completions", dict(
+                model=folders["rotary"], prompt=prompt, max_tokens=NEW_TOKENS, temperature=0, ignore_eos=True,
+                return_token_ids=True))
+            assert status == 200, body
+            return json.loads(body)["choices"][0]["token_ids"]
+
+        assert [complete(prompt) for prompt in PROMPTS] == reference["rotary"]
+        with ThreadPoolExecutor(len(PROMPTS)) as pool:  # all in flight at once: batched by the server
+            assert list(pool.map(complete, PROMPTS)) == reference["rotary"]
+
+        status, body = _post(f"{url}/v1/completions", dict(
+            model=folders["rotary"], prompt=PROMPTS[0], max_tokens=NEW_TOKENS, temperature=0, ignore_eos=True,
+            return_token_ids=True, stream=True))
+        assert status == 200
+        streamed = []
+        for line in body.decode().splitlines():
+            if line.startswith("data: ") and line != "data: [DONE]":
+                streamed += json.loads(line[len("data: "):])["choices"][0].get("token_ids") or []
+        assert body.decode().rstrip().endswith("data: [DONE]")
+        assert streamed == reference["rotary"][0]
+
+        status, body = _post(f"{url}/v1/completions", dict(
+            model=folders["rotary"], prompt=[1] + [5] * 80, max_tokens=4))  # max_model_len is 64
+        assert status == 400, body
+        assert b"64" in body  # the message names the limit
+        status, _ = _post(f"{url}/v1/completions", dict(model=folders["rotary"], prompt=PROMPTS[2], max_tokens=2))
+        assert status == 200  # still serving after the refusal
