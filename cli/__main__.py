@@ -8,8 +8,8 @@
     hf-tformer demo [OPTIONS]
 
 Every parser is argparse; a command's module (torch, transformers, optimum) is imported only when that command
-runs or shows its help, so `hf-tformer --help` stays fast. Exit status: 0 done, 1 an error from our code
-("error: ..."), 2 bad usage (argparse's message).
+runs or shows its help, so `hf-tformer --help` stays fast. Exit status: 0 done, 1 an error the user can fix
+("error: ..." naming the path and the fix: hf_tformer_conversion/user_errors.py), 2 bad usage (argparse's message).
 """
 
 import argparse
@@ -135,11 +135,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     args, rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
     if rest and not getattr(args, "passthrough", False):
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    try:
-        return args.run(args, rest)
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    from hf_tformer_conversion.quiet import quiet_import_warnings
+    from hf_tformer_conversion.user_errors import report_user_errors  # after parsing: --help imports no torch
+
+    quiet_import_warnings()  # every command: no torchao / pytree import noise
+    return report_user_errors(lambda: args.run(args, rest))
 
 
 if __name__ == "__main__":

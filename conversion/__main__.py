@@ -8,14 +8,16 @@ import argparse
 import sys
 from typing import Optional
 
-from .convert import convert
-from .dtypes import DTYPE_CHOICES
-from .reverse import to_native
-from .sources import SOURCES
+# Light imports only: the parser and its help are built before torch / transformers load (conversion/choices.py).
+from .choices import DTYPE_CHOICES, SOURCE_MODEL_TYPES
+from .quiet import quiet_import_warnings
+from .tolerance import CONVERSION_TOLERANCE
+from .user_errors import report_user_errors
 
 DESCRIPTION = ("Convert a transformers checkpoint (local folder or Hub repo id) into an hf_tformer checkpoint, or back "
-               f"with --to-native. Supported model types: {', '.join(sorted(SOURCES))}. The converted model must "
-               "reproduce the source's outputs (max |diff| <= 1e-5, identical greedy tokens) or nothing is written.")
+               f"with --to-native. Supported model types: {', '.join(SOURCE_MODEL_TYPES)}. The converted model must "
+               f"reproduce the source's outputs (per output max |diff| <= {CONVERSION_TOLERANCE.formula()}; no NaN / "
+               "inf; identical greedy tokens) or nothing is written.")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,36 +30,43 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", choices=DTYPE_CHOICES, default="auto",
                         help="dtype of the written weights; 'auto' (default) keeps the source's own. Parity is "
                         "always checked in float32")
-    parser.add_argument("--to-native", metavar="MODEL_TYPE", choices=sorted(SOURCES),
+    parser.add_argument("--to-native", metavar="MODEL_TYPE", choices=SOURCE_MODEL_TYPES,
                         help="the way back: SOURCE is an hf_tformer checkpoint, written to DEST as the native "
                         "transformers class of MODEL_TYPE (where the config maps; same parity gate)")
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.to_native:
-        try:
-            back = to_native(args.source, args.destination, args.to_native, force=args.force,
-                             verify=not args.no_verify, dtype=args.dtype)
-        except ValueError as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 1
-        print(f"wrote {back.architecture} ({back.dtype}) -> {back.destination}" + (
-            "" if back.parity is None else f"; parity: max |diff| {back.parity.max_abs_diff:.2e}") + (
-            "" if back.encode_parity is None else f"; sentence-transformers encode() min cosine "
-            f"{back.encode_parity.min_cosine:.7f}"))
-        return 0
-    try:
-        report = convert(args.source, args.destination, force=args.force, allow_pickle=args.allow_pickle,
-                         verify=not args.no_verify, progress=not args.no_progress, dtype=args.dtype)
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    """Convert, or go back; a user error (a bad path or config.json, a refused destination, a full disk...) prints
+    `error: ...` and returns 1."""
+    quiet_import_warnings()
+    return report_user_errors(lambda: _run_to_native(args) if args.to_native else _run_convert(args))
+
+
+def _run_to_native(args: argparse.Namespace) -> int:
+    from .reverse import to_native
+
+    back = to_native(args.source, args.destination, args.to_native, force=args.force, verify=not args.no_verify,
+                     dtype=args.dtype)
+    print(f"wrote {back.architecture} ({back.dtype}) -> {back.destination}" + (
+        "" if back.parity is None else f"; parity: max |diff| {back.parity.max_abs_diff:.2e} "
+        f"({back.parity.gate_summary()})") + (
+        "" if back.encode_parity is None else f"; sentence-transformers encode() min cosine "
+        f"{back.encode_parity.min_cosine:.7f}"))
+    return 0
+
+
+def _run_convert(args: argparse.Namespace) -> int:
+    from .convert import convert
+
+    report = convert(args.source, args.destination, force=args.force, allow_pickle=args.allow_pickle,
+                     verify=not args.no_verify, progress=not args.no_progress, dtype=args.dtype)
     parity = report.parity
     print(f"converted {report.architecture} -> {report.target_class}: {report.tensors} tensors ({report.dtype}) "
           f"-> {report.destination}")
     if parity is not None:
         print(f"parity: max |diff| {parity.max_abs_diff:.2e}" + (
             "" if parity.greedy_identical is None else f", greedy tokens identical: {parity.greedy_identical}"))
+        print(f"parity gate: {parity.gate_summary()}")
     if report.generation_settings is not None:
         same = "" if parity is None or parity.own_settings_identical is None else (
             f"; generate() under them gives identical tokens: {parity.own_settings_identical}")

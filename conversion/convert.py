@@ -5,7 +5,6 @@ the result is staged in a temporary folder next to the destination and renamed i
 """
 
 import gc
-import json
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -22,7 +21,9 @@ from .keymap import convert_state_dict
 from .model_card import ModelCardFacts, hub_repo_id, pipeline_tag_and_auto_class, write_model_card
 from .sentence_transformers import EncodeParity, complete_folder, read_layout
 from .sources import SOURCES, Source
-from .staging import check_destination, staged_folder
+from .staging import Destination, claim_destination
+from .tolerance import card_figures
+from .user_errors import check_folder, read_config_json
 from .verify import ParityReport, check_parity
 
 CARRIED_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "vocab.json",
@@ -51,18 +52,30 @@ def resolve_source(source: str) -> Path:
     if os.path.isdir(source):
         return Path(source)
     from huggingface_hub import snapshot_download
+    from huggingface_hub.utils import validate_repo_id
 
-    return Path(snapshot_download(source))
+    fix = "point at a checkpoint folder (the one holding config.json) or a Hub repo id (owner/name)."
+    try:
+        validate_repo_id(source)
+        local = os.path.exists(source)  # a file named like a repo id
+    except ValueError:  # a path, not a repo id
+        local = True
+    if local:
+        check_folder(Path(source), fix)  # raises: a missing path, or a file
+    try:
+        return Path(snapshot_download(source))
+    except (OSError, ValueError) as error:  # huggingface_hub's not-found, offline and HTTP errors
+        raise ValueError(f"{source} is not a local folder, and the Hub repo {source!r} could not be read "
+                         f"({type(error).__name__}: {error}); {fix} (HF_HUB_OFFLINE=1 reads the local cache only.)"
+                         ) from None
 
 
 def read_config(folder: Path) -> tuple[dict, Source, str]:
-    config_path = folder / "config.json"
-    if not config_path.exists():
-        raise ValueError(f"{folder} has no config.json; point at a transformers checkpoint folder.")
-    config = json.loads(config_path.read_text())
+    config = read_config_json(folder, "point at a transformers checkpoint folder.")
     model_type = config.get("model_type")
     if model_type not in SOURCES:
-        raise ValueError(f"model_type={model_type!r} is not supported; supported: {sorted(SOURCES)}.")
+        raise ValueError(f"{folder / 'config.json'}: model_type={model_type!r} is not supported; supported: "
+                         f"{sorted(SOURCES)}.")
     source = SOURCES[model_type]
     architecture = (config.get("architectures") or [None])[0]
     if architecture not in source.classes:
@@ -117,9 +130,15 @@ def convert(source: str, destination: str, *, force: bool = False, allow_pickle:
             verify: bool = True, progress: bool = True, dtype: str = "auto") -> ConversionReport:
     """Convert `source` into an hf_tformer checkpoint at `destination`; raise ValueError on any mismatch.
 
-    dtype: what the weights are written in: "auto" (the source's own), "float32", "bfloat16" or "float16"."""
-    out = Path(destination)
-    check_destination(out, force)
+    dtype: what the weights are written in: "auto" (the source's own), "float32", "bfloat16" or "float16".
+    The destination is checked and claimed before any work (staging.py): never the source, the working directory
+    or a folder of unrelated files; a second writer to it is refused."""
+    with claim_destination(Path(destination), force, sources=[Path(source)]) as out:
+        return _convert(source, out, allow_pickle, verify, progress, dtype)
+
+
+def _convert(source: str, out: Destination, allow_pickle: bool, verify: bool, progress: bool,
+             dtype: str) -> ConversionReport:
     check_dtype_name(dtype)
     folder = resolve_source(source)
     layout = read_layout(folder, SOURCES)  # a sentence-transformers folder: its Transformer module converts
@@ -160,7 +179,7 @@ def convert(source: str, destination: str, *, force: bool = False, allow_pickle:
         raise ValueError(f"internal error: tensors left uninitialised after conversion: {still_meta[:8]}")
     model.eval()
     carry_generation_config(model, generation_config)
-    report = ConversionReport(str(source), str(out), architecture, target_class.__name__, tensors,
+    report = ConversionReport(str(source), str(out.given), architecture, target_class.__name__, tensors,
                               dtype=str(written_dtype).removeprefix("torch."), notes=family.notes)
     if model.can_generate():
         report.generation_settings = settings_summary(generation_config)
@@ -178,7 +197,7 @@ def convert(source: str, destination: str, *, force: bool = False, allow_pickle:
         del reference  # before saving, which holds a serialized copy
         gc.collect()
     model.to(written_dtype)  # exact for the source's own dtype: its values were only upcast
-    with staged_folder(out, force) as staging:
+    with out.staged(sources=[folder, layout.root] if layout else [folder]) as staging:
         model.save_pretrained(staging)
         report.carried = carry_files(folder, staging)
         _write_model_card(staging, report, config_dict)
@@ -207,8 +226,8 @@ def carry_files(source: Path, destination: Path) -> list[str]:
 def _write_model_card(folder: Path, report: ConversionReport, source_config: dict) -> None:
     tag, auto_class = pipeline_tag_and_auto_class(report.target_class)
     parity = report.parity
-    figures = ["not verified (converted with --no-verify)"] if parity is None else [
-        f"max |Δ| = {parity.max_abs_diff:.2e} against the source on random padded inputs, in float32 (gate: 1e-5)"]
+    figures = ["not verified (converted with --no-verify)"] if parity is None else card_figures(
+        parity.checks, parity.rule, "Against the source on random padded inputs, in float32")
     if parity is not None and parity.greedy_identical is not None:
         figures.append(f"greedy tokens identical: {parity.greedy_identical}")
     if parity is not None and parity.own_settings_identical is not None:

@@ -7,7 +7,6 @@ tensor through it tells where each of our values goes back. A round trip of the 
 forward direction proves the weights.
 """
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,9 @@ from .generation_settings import (carry_generation_config, check_generation_conf
 from .model_card import ModelCardFacts, card_base_model, hub_repo_id, pipeline_tag_and_auto_class, write_model_card
 from .sources import SOURCES, Source
 from .sentence_transformers import EncodeParity, complete_folder, read_layout
-from .staging import check_destination, staged_folder
+from .staging import Destination, claim_destination
+from .tolerance import card_figures
+from .user_errors import check_folder, read_config_json
 from .verify import ParityReport, check_parity
 
 # The fields that decide what an hf_tformer model computes; a round trip must preserve each of them.
@@ -134,16 +135,21 @@ def to_native(checkpoint: str, destination: str, model_type: str, *, force: bool
               verify: bool = True, dtype: str = "auto") -> ReverseReport:
     """Write the hf_tformer checkpoint at `checkpoint` as a native `model_type` checkpoint (no remote code).
 
-    dtype: what the weights are written in: "auto" (the checkpoint's own), "float32", "bfloat16" or "float16"."""
-    out, folder = Path(destination), Path(checkpoint)
-    check_destination(out, force)
+    dtype: what the weights are written in: "auto" (the checkpoint's own), "float32", "bfloat16" or "float16".
+    The destination is checked and claimed before any work, as for convert() (staging.py)."""
+    with claim_destination(Path(destination), force, sources=[Path(checkpoint)]) as out:
+        return _to_native(Path(checkpoint), out, model_type, verify, dtype)
+
+
+def _to_native(folder: Path, out: Destination, model_type: str, verify: bool, dtype: str) -> ReverseReport:
     check_dtype_name(dtype)
+    fix = "it is not an hf_tformer checkpoint: point at one (`hf-tformer convert` writes them)."
+    check_folder(folder, fix)
     layout = read_layout(folder, _OUR_CONFIGS)  # a sentence-transformers folder: its Transformer module goes back
     folder = layout.transformer_folder if layout else folder
     if model_type not in SOURCES:
         raise ValueError(f"model_type={model_type!r} is not supported; supported: {sorted(SOURCES)}.")
-    config_path = folder / "config.json"
-    config_dict = json.loads(config_path.read_text()) if config_path.exists() else {}
+    config_dict = read_config_json(folder, fix)
     ours_type = config_dict.get("model_type")
     if ours_type not in _OUR_CONFIGS:
         raise ValueError(f"{folder} is not an hf_tformer checkpoint (config.json model_type={ours_type!r}).")
@@ -169,11 +175,11 @@ def to_native(checkpoint: str, destination: str, model_type: str, *, force: bool
         carry_generation_config(model, generation_config)
     if config.tie_word_embeddings:
         native.tie_weights()
-    report = ReverseReport(str(folder), str(out), architecture, dtype=str(written_dtype).removeprefix("torch."))
+    report = ReverseReport(str(folder), str(out.given), architecture, dtype=str(written_dtype).removeprefix("torch."))
     if verify:
         report.parity = check_parity(ours, native)  # raises ValueError when the outputs differ
     native.to(written_dtype)
-    with staged_folder(out, force) as staging:
+    with out.staged(sources=[folder, layout.root] if layout else [folder]) as staging:
         native.save_pretrained(staging)
         carry_files(folder, staging)
         _write_model_card(staging, report, model_type, generation_config if native.can_generate() else None)
@@ -185,8 +191,8 @@ def to_native(checkpoint: str, destination: str, model_type: str, *, force: bool
 def _write_model_card(folder: Path, report: ReverseReport, model_type: str, generation_config) -> None:
     tag, auto_class = pipeline_tag_and_auto_class(report.architecture)
     parity = report.parity
-    figures = ["not verified (written with --no-verify)"] if parity is None else [
-        f"max |Δ| = {parity.max_abs_diff:.2e} against the hf_tformer checkpoint on random padded inputs, in float32"]
+    figures = ["not verified (written with --no-verify)"] if parity is None else card_figures(
+        parity.checks, parity.rule, "Against the hf_tformer checkpoint on random padded inputs, in float32")
     if parity is not None and parity.own_settings_identical is not None:
         figures.append(f"greedy tokens identical: {parity.greedy_identical}; generate() under the checkpoint's own "
                        f"settings ({parity.generation_settings}) identical: {parity.own_settings_identical}")

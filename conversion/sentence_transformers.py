@@ -26,6 +26,7 @@ from typing import Iterable, Optional
 import torch
 
 from .clients import require_client
+from .tolerance import Compared, check_finite
 
 MODULES_FILE = "modules.json"
 MODULE_CONFIG_FILE = "sentence_bert_config.json"
@@ -205,6 +206,8 @@ def encode_parity(reference: Path, converted: Path) -> EncodeParity:
     if expected.shape != actual.shape:
         raise ValueError(f"sentence-transformers parity failed: embeddings of shape {tuple(actual.shape)}, the source "
                          f"gives {tuple(expected.shape)}; nothing was written.")
+    check_finite([Compared("the embeddings", expected, actual)], "sentence-transformers parity failed",
+                 ("the source's encode()", "the converted folder's encode()"))
     cosine = float(torch.nn.functional.cosine_similarity(actual, expected, dim=-1).min())
     parity = EncodeParity(cosine, float((actual - expected).abs().max()), len(SENTENCES))
     if not cosine >= COSINE_GATE:

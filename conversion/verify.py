@@ -1,14 +1,17 @@
-"""The parity gate: source and converted models on the same random inputs (with padding) must agree."""
+"""The parity gate: source and converted models on the same random inputs (with padding) must agree, output by
+output, within the tolerance rule of tolerance.py (scaled to the outputs and to the reference's own float32 noise),
+and decode the same tokens."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Optional
 
 import torch
 
 from .generation_settings import differing_settings, settings_summary
+from .tolerance import CONVERSION_TOLERANCE, Compared, OutputCheck, ToleranceRule, gate, other_attention, summary
 
-FP32_TOLERANCE = 1e-5
+FP32_TOLERANCE = CONVERSION_TOLERANCE.floor  # the absolute floor of the gate (tolerance.py has the whole rule)
 # The gate decodes under the checkpoint's own settings (beam search included) for at most this many new tokens, so
 # a large checkpoint's max_length (BART-CNN: 142, 4 beams) does not make the gate slow; every other setting is kept.
 OWN_SETTINGS_MAX_NEW_TOKENS = 32
@@ -16,11 +19,17 @@ OWN_SETTINGS_MAX_NEW_TOKENS = 32
 
 @dataclass
 class ParityReport:
-    max_abs_diff: float
+    max_abs_diff: float  # over every compared output
     greedy_identical: Optional[bool]
     # generate() with no arguments, i.e. under each model's generation_config (the source's own settings)
     own_settings_identical: Optional[bool] = None
     generation_settings: Optional[str] = None  # those settings, as settings_summary() shows them
+    checks: list[OutputCheck] = field(default_factory=list)  # per output: max |Δ|, max |ref|, spread, tolerance
+    rule: ToleranceRule = CONVERSION_TOLERANCE  # the gate they were held to
+
+    def gate_summary(self) -> str:
+        """The gate actually used, with its numbers, in one line (a command's output)."""
+        return summary(self.checks, self.rule)
 
 
 def _random_inputs(model: torch.nn.Module, batch: int = 2, length: int = 12, seed: int = 0) -> dict:
@@ -47,25 +56,49 @@ def _random_inputs(model: torch.nn.Module, batch: int = 2, length: int = 12, see
     return {"input_ids": ids, "attention_mask": mask}
 
 
+_FIRST_OUTPUTS = ("logits", "logits_per_image", "start_logits", "last_hidden_state")
+
+
+def _main_output_name(output) -> str:
+    return next((name for name in _FIRST_OUTPUTS if getattr(output, name, None) is not None), "output[0]")
+
+
 def _first_output(output) -> torch.Tensor:
-    for name in ("logits", "logits_per_image", "start_logits", "last_hidden_state"):
-        if getattr(output, name, None) is not None:
-            return getattr(output, name)
-    return output[0]
+    name = _main_output_name(output)
+    return output[0] if name == "output[0]" else getattr(output, name)
 
 
-def _router_logits_difference(expected_outputs, actual_outputs, keep: torch.Tensor) -> float:
-    """Max-abs difference of every MoE layer's (batch * seq, experts) router logits over the real tokens."""
-    expected, actual = expected_outputs.router_logits, actual_outputs.router_logits
-    if len(expected) != len(actual):
-        raise ValueError(f"parity check failed: {len(actual)} layers return router logits, the source's "
-                         f"{len(expected)}; nothing was written.")
-    rows = keep.reshape(-1) if keep.dim() == 2 else slice(None)
-    return max((float((a[rows] - e[rows]).abs().max()) for e, a in zip(expected, actual)), default=0.0)
+def _router_logits(outputs) -> torch.Tensor:
+    """Every MoE layer's router logits as one (batch * seq, layers, experts) tensor: rows are tokens."""
+    return torch.stack(tuple(outputs.router_logits), dim=1)
 
 
-def check_parity(reference: torch.nn.Module, converted: torch.nn.Module) -> ParityReport:
-    """Max-abs difference over real (unpadded) positions; greedy tokens for generative models. Raises ValueError."""
+def _compared(reference_outputs, converted_outputs, alternative_outputs, keep: torch.Tensor) -> list[Compared]:
+    """The outputs the gate holds to the tolerance: the first (logits, scores or states) over the real positions,
+    the pooled / projected outputs both sides return, and a sparse MoE's router logits over the real tokens."""
+    compared = [Compared(_main_output_name(reference_outputs), _first_output(reference_outputs),
+                         _first_output(converted_outputs),
+                         None if alternative_outputs is None else _first_output(alternative_outputs), keep)]
+    for name in ("end_logits", "pooler_output", "text_embeds", "image_embeds", "logits_per_text"):
+        pooled = [getattr(output, name, None) for output in (reference_outputs, converted_outputs)]
+        if None not in pooled:  # both pool (ViT's pooler), project (CLIP) or answer (QA's end): checked too
+            compared.append(Compared(name, *pooled, getattr(alternative_outputs, name, None)))
+    if getattr(reference_outputs, "router_logits", None) is not None:
+        expected, actual = reference_outputs.router_logits, converted_outputs.router_logits
+        if len(expected) != len(actual):
+            raise ValueError(f"parity check failed: {len(actual)} layers return router logits, the source's "
+                             f"{len(expected)}; nothing was written.")
+        rows = keep.reshape(-1) if keep.dim() == 2 else None
+        compared.append(Compared("router_logits", _router_logits(reference_outputs), _router_logits(converted_outputs),
+                                 None if alternative_outputs is None else _router_logits(alternative_outputs), rows))
+    return compared
+
+
+def check_parity(reference: torch.nn.Module, converted: torch.nn.Module,
+                 rule: ToleranceRule = CONVERSION_TOLERANCE) -> ParityReport:
+    """Every compared output within its tolerance (tolerance.py: scaled to the reference's magnitude and its own
+    sdpa / eager spread) over real (unpadded) positions, no NaN / inf on either side; greedy and own-settings
+    tokens identical for generative models. Raises ValueError."""
     inputs = _random_inputs(converted)
     main = converted.main_input_name
     extra = {}
@@ -80,21 +113,16 @@ def check_parity(reference: torch.nn.Module, converted: torch.nn.Module) -> Pari
     with torch.no_grad():
         expected_outputs = reference(**inputs, **extra)
         actual_outputs = converted(**inputs, **extra)
-    expected, actual = _first_output(expected_outputs), _first_output(actual_outputs)
-    if expected.shape != actual.shape:
-        raise ValueError(f"parity check failed: output shapes differ, {tuple(actual.shape)} vs {tuple(expected.shape)}.")
+        with other_attention(reference) as other:  # the reference's own float32 noise on these inputs
+            alternative_outputs = reference(**inputs, **extra) if other else None
+    actual = _first_output(actual_outputs)
     keep = inputs["attention_mask"].bool() if "attention_mask" in inputs and actual.dim() >= 2 and \
         "decoder_input_ids" not in extra and \
         actual.shape[:2] == inputs["input_ids"].shape else torch.ones(actual.shape[:1], dtype=torch.bool)
-    difference = float((actual[keep] - expected[keep]).abs().max())
-    for name in ("pooler_output", "text_embeds", "image_embeds", "logits_per_text"):
-        pooled = [getattr(output, name, None) for output in (expected_outputs, actual_outputs)]
-        if None not in pooled:  # both pool (ViT's pooler) or project (CLIP): those weights are checked too
-            difference = max(difference, float((pooled[0] - pooled[1]).abs().max()))
-    if "output_router_logits" in extra:
-        difference = max(difference, _router_logits_difference(expected_outputs, actual_outputs, keep))
-    if difference > FP32_TOLERANCE:
-        raise ValueError(f"parity check failed: max |Δ| = {difference:.3e} > {FP32_TOLERANCE:.0e}; nothing was written.")
+    compared = _compared(expected_outputs, actual_outputs, alternative_outputs, keep)
+    sides = (f"the reference ({type(reference).__name__})", f"the converted model ({type(converted).__name__})")
+    checks = gate(compared, rule, "parity check failed", sides)
+    difference = max((check.max_abs_diff for check in checks), default=0.0)
     greedy = None
     if hasattr(converted, "generate") and converted.can_generate():
         prompt = inputs[main][:1]
@@ -103,7 +131,8 @@ def check_parity(reference: torch.nn.Module, converted: torch.nn.Module) -> Pari
         greedy = torch.equal(reference.generate(prompt, **kwargs), converted.generate(prompt, **kwargs))
         if not greedy:
             raise ValueError("parity check failed: greedy tokens differ; nothing was written.")
-        report = ParityReport(difference, greedy, generation_settings=settings_summary(converted.generation_config))
+        report = ParityReport(difference, greedy, generation_settings=settings_summary(converted.generation_config),
+                              checks=checks, rule=rule)
         report.own_settings_identical = _same_generation_under_own_settings(reference, converted, inputs)
         if not report.own_settings_identical:
             differing = differing_settings(reference.generation_config, converted.generation_config)
@@ -112,7 +141,7 @@ def check_parity(reference: torch.nn.Module, converted: torch.nn.Module) -> Pari
                              + (f"; the settings differ (source vs converted): {'; '.join(differing)}" if differing
                                 else "") + "; nothing was written.")
         return report
-    return ParityReport(difference, greedy)
+    return ParityReport(difference, greedy, checks=checks, rule=rule)
 
 
 def _length_caps(generation_config, prompt_length: int) -> dict:

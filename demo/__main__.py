@@ -18,6 +18,9 @@ import time
 from pathlib import Path
 
 
+OUTPUT_MARKERS = ("summary.json",)  # what marks an earlier demo output, which --force may replace
+
+
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m hf_tformer_demo", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("demo_output"),
@@ -74,13 +77,14 @@ def run(args: argparse.Namespace, staging: Path, scratch: Path) -> dict:
     summary = {"mode": "quick" if args.quick else "full", "seed": SEED, **environment(),
                "total_seconds": time.perf_counter() - start, "reload_process_seconds": reload_seconds,
                "variants": results, "checks": all_checks,
-               "all_passed": all(line["passed"] for line in all_checks)}
+               "all_passed": all(line["passed"] is not False for line in all_checks),  # skipped (None) is no pass
+               "skipped": sum(line["passed"] is None for line in all_checks)}
     write_outputs(summary, staging)
     return summary
 
 
 def print_summary(summary: dict, out: Path) -> None:
-    from .report import format_diff
+    from .report import format_diff, verdict
 
     say(f"\n{'variant':<16} {'held-out metric':<42} {'final loss':>10} {'train s':>8} {'ONNX max|diff|':>15}")
     for r in summary["variants"]:
@@ -91,11 +95,11 @@ def print_summary(summary: dict, out: Path) -> None:
     for r in summary["variants"]:
         for e in r["examples"]:
             say(f"  {r['variant']:<16} {e['input']!r} -> {e['reloaded']!r} | {e['expected']!r}")
-    failed = [c for c in summary["checks"] if not c["passed"]]
+    failed = [c for c in summary["checks"] if c["passed"] is False]
     for c in failed:
         say(f"FAILED: {c['variant']}: {c['name']} ({c['detail']})")
-    say(f"\n{'ALL CHECKS PASSED' if not failed else 'SOME CHECKS FAILED'} ({len(summary['checks']) - len(failed)}/"
-        f"{len(summary['checks'])}) in {summary['total_seconds']:.0f} s; report: {out / 'report.md'}")
+    say(f"\n{verdict(summary)} in {summary['total_seconds']:.0f} s; report: {out / 'report.md'}")
+
 
 
 def preflight() -> None:
@@ -110,24 +114,17 @@ def preflight() -> None:
                          "pip install 'matplotlib>=3.8' (or the package's demo extra).")
 
 
-def quiet_import_warnings() -> None:
-    """torchao (installed for the client tests) warns on import that its CUDA-only kernels do not load on a CPU
-    machine, and registers enums that torch's pytree warns about: noise on the front door, not a problem."""
-    import logging
-
-    for noisy in ("torchao", "torch.utils._pytree"):
-        logging.getLogger(noisy).setLevel(logging.ERROR)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the demo; 0 when every check passed, 1 when one failed (the report is written either way), 2 when --out
     exists without --force or a library is missing."""
     args = parse(argv)
+    from hf_tformer_conversion.quiet import quiet_import_warnings
+
     quiet_import_warnings()
     from hf_tformer_conversion.staging import check_destination, staged_folder
 
     try:
-        check_destination(args.out, args.force)
+        check_destination(args.out, args.force, markers=OUTPUT_MARKERS)
         preflight()
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -139,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     # slower per step than one thread on a busy 2-core machine); one thread also keeps results core-count free.
     torch.set_num_threads(1)
     transformers.logging.set_verbosity_error()
-    with staged_folder(args.out, args.force) as staging, tempfile.TemporaryDirectory() as scratch:
+    with staged_folder(args.out, args.force, markers=OUTPUT_MARKERS) as staging, \
+            tempfile.TemporaryDirectory() as scratch:
         summary = run(args, staging, Path(scratch))
     print_summary(summary, args.out)
     return 0 if summary["all_passed"] else 1

@@ -135,8 +135,11 @@ def checks(result: dict, quick: bool) -> list[dict]:
         ("ONNX Runtime pipeline matches PyTorch", "error" not in onnx
          and outputs_match(onnx["pipeline_outputs"], reload["pipeline_outputs"]), "labels/texts equal, scores 1e-4"),
     ]
-    if not quick:
-        lines.append((f"held-out quality >= {QUALITY_FLOOR:.0%}", result["metric"] >= QUALITY_FLOOR,
-                      f"{result['metric_name']} {result['metric']:.1%}"))
-    return [{"variant": result["variant"], "name": name, "passed": bool(passed), "detail": detail}
+    # --quick trains too briefly for the quality floor: that check is listed as skipped (passed None), not dropped,
+    # so a quick run never reads as a full pass
+    lines.append((f"held-out quality >= {QUALITY_FLOOR:.0%}", None if quick else result["metric"] >= QUALITY_FLOOR,
+                  f"{result['metric_name']} {result['metric']:.1%}" + (
+                      f" (skipped in --quick: training is too short for it; run without --quick)" if quick else "")))
+    return [{"variant": result["variant"], "name": name, "passed": None if passed is None else bool(passed),
+             "detail": detail}
             for name, passed, detail in lines]

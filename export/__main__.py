@@ -12,12 +12,14 @@ import argparse
 import sys
 from typing import Optional
 
+from hf_tformer_conversion.tolerance import EXPORT_TOLERANCE, summary
+
 from .tasks import ATTENTION_MODES, DEFAULT_OPSET, TASKS
 
-DESCRIPTION = ("Export an hf_tformer checkpoint to ONNX through optimum and validate it with ONNX Runtime (max |diff| "
-               "<= 1e-4 and identical greedy tokens, or nothing is written). Needs optimum-onnx (the transformers "
-               "4.57 environment). Tasks: " + "; ".join(f"{model_type}: {', '.join(tasks)}"
-                                                       for model_type, tasks in TASKS.items()) + ".")
+DESCRIPTION = ("Export an hf_tformer checkpoint to ONNX through optimum and validate it with ONNX Runtime (per output "
+               f"max |diff| <= {EXPORT_TOLERANCE.formula()}; no NaN / inf; identical greedy tokens; or nothing is "
+               "written). Needs optimum-onnx (the transformers 4.57 environment). Tasks: "
+               + "; ".join(f"{model_type}: {', '.join(tasks)}" for model_type, tasks in TASKS.items()) + ".")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -50,16 +52,21 @@ def require_optimum_onnx() -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        require_optimum_onnx()
-        from .export import export_onnx
+    """Export; a user error (a bad path, config.json or opset, a full disk...) prints `error: ...` and returns 1."""
+    from hf_tformer_conversion.quiet import quiet_import_warnings
+    from hf_tformer_conversion.user_errors import report_user_errors
 
-        report = export_onnx(args.model, args.output, args.task, attention=args.attention, opset=args.opset,
-                             quantize=args.quantize, fp16=args.fp16, force=args.force, validate=not args.no_validate,
-                             progress=not args.no_progress)
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    quiet_import_warnings()
+    return report_user_errors(lambda: _export(args))
+
+
+def _export(args: argparse.Namespace) -> int:
+    require_optimum_onnx()
+    from .export import export_onnx
+
+    report = export_onnx(args.model, args.output, args.task, attention=args.attention, opset=args.opset,
+                         quantize=args.quantize, fp16=args.fp16, force=args.force, validate=not args.no_validate,
+                         progress=not args.no_progress)
     print(f"exported {args.model} for {report.task} ({report.attention} attention) -> {report.destination}")
     for name in report.files:
         counts = report.node_counts[name]
@@ -68,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
     for check in report.validation:
         print(f"  validated {check.file_name}: max |diff| {check.max_abs_diff:.2e}"
               + ("" if check.greedy_identical is None else f", greedy tokens identical: {check.greedy_identical}"))
+        print(f"  validation gate: {summary(check.checks, check.rule)}")
     if report.quantization is not None:
         q = report.quantization
         print(f"  INT8 vs fp32: max |diff| {q.max_abs_diff:.2e}, argmax agreement {q.agreement:.1%}")

@@ -6,21 +6,23 @@ graph against PyTorch with ONNX Runtime, then rename the staging folder into pla
 """
 
 import collections
-import json
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
 from hf_tformer_conversion.staging import check_destination, staged_folder
+from hf_tformer_conversion.tolerance import EXPORT_TOLERANCE, ToleranceRule
+from hf_tformer_conversion.user_errors import check_folder, read_config_json
 
 from .model_card import write_export_card
 from .onnx_configs import DEFAULT_OPSET, register
 from .runtime import variant_name
-from .tasks import ATTENTION_MODES, CLIP, CLIP_VISION, TASKS, VISION, WHISPER, optimum_task
+from .tasks import ATTENTION_MODES, CLIP, CLIP_VISION, TASKS, VISION, WHISPER, check_opset, optimum_task
 from .tied_head import gemms_to_matmuls, share_tied_lm_head
-from .validate import FP32_ATOL, ValidationReport, quantization_report, validate_export
+from .validate import ValidationReport, quantization_report, validate_export
 
+FOLDER_FIX = "it is not an hf_tformer checkpoint: export takes a saved hf_tformer checkpoint folder."
 QUANTIZED_FILE, FP16_FILE = variant_name("model.onnx", "quantized"), variant_name("model.onnx", "fp16")
 
 
@@ -49,8 +51,7 @@ class ExportReport:
 
 
 def read_model_type(checkpoint: Path) -> str:
-    config_path = checkpoint / "config.json"
-    model_type = json.loads(config_path.read_text()).get("model_type") if config_path.exists() else None
+    model_type = read_config_json(checkpoint, FOLDER_FIX).get("model_type")
     if model_type not in TASKS:
         raise ValueError(f"{checkpoint} is not an hf_tformer checkpoint (config.json model_type={model_type!r}); "
                          "convert it first with `python -m hf_tformer_conversion`.")
@@ -116,17 +117,19 @@ def convert_fp16(source: Path, target: Path) -> None:
 
 def export_onnx(checkpoint: str, destination: str, task: str, *, attention: str = "fused",
                 opset: int = DEFAULT_OPSET, quantize: bool = False, fp16: bool = False, force: bool = False,
-                validate: bool = True, atol: float = FP32_ATOL, progress: bool = False) -> ExportReport:
+                validate: bool = True, tolerance: ToleranceRule = EXPORT_TOLERANCE,
+                progress: bool = False) -> ExportReport:
     """Export `checkpoint` (an hf_tformer folder) for `task` into `destination`; raise ValueError on any failure.
 
-    progress: a bar over the steps (load, export, variants, validate), for the command line."""
+    tolerance: the validation's rule per output (hf_tformer_conversion.tolerance); progress: a bar over the steps
+    (load, export, variants, validate), for the command line."""
     from optimum.exporters.onnx import onnx_export_from_model
     from tqdm.auto import tqdm
 
     out, folder = Path(destination), Path(checkpoint)
-    check_destination(out, force)
-    if not folder.is_dir():
-        raise ValueError(f"{folder} is not a folder; export takes a saved hf_tformer checkpoint folder.")
+    check_destination(out, force, sources=[folder])  # never the checkpoint's own folder, the cwd, unrelated files
+    check_folder(folder, FOLDER_FIX)
+    check_opset(opset)
     model_type = read_model_type(folder)
     task = optimum_task(model_type, task)  # ValueError naming the valid tasks; synonyms -> optimum's name
     if model_type in PREPROCESSORS and not (folder / "preprocessor_config.json").is_file():
@@ -139,7 +142,9 @@ def export_onnx(checkpoint: str, destination: str, task: str, *, attention: str 
     register()
     report = ExportReport(str(out), task, attention, model_type)
     steps = 2 + quantize + fp16 + validate + 1  # load, export, the variants, validate, model card
-    with staged_folder(out, force) as staging, tqdm(total=steps, unit="step", disable=not progress) as bar:
+    # Claimed here, before the model loads: a second writer to `out` is refused (staging.py).
+    with staged_folder(out, force, sources=[folder]) as staging, \
+            tqdm(total=steps, unit="step", disable=not progress) as bar:
         bar.set_description("load the model")
         model = _load_for_export(folder, task, attention)
         bar.update()
@@ -161,7 +166,7 @@ def export_onnx(checkpoint: str, destination: str, task: str, *, attention: str 
         report.node_counts = {name: count_nodes(staging / name) for name in report.files}
         if validate:
             bar.set_description("validate with ONNX Runtime")
-            report.validation.append(validate_export(folder, staging, task, atol=atol))
+            report.validation.append(validate_export(folder, staging, task, tolerance=tolerance))
             if quantize:
                 report.quantization = quantization_report(staging, task)
             bar.update()

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 from hf_tformer_conversion.model_card import ModelCardFacts, card_base_model, hub_repo_id, write_model_card
+from hf_tformer_conversion.tolerance import card_figures
 
 from .runtime import ort_class_name
 from .tasks import CLIP, CLIP_TEXT, CLIP_VISION, VISION, WHISPER
@@ -21,10 +22,8 @@ def write_export_card(folder: Path, checkpoint: Path, report) -> None:
               CLIP_TEXT: "padded texts", CLIP_VISION: "random pixel values",
               WHISPER: "random log-mel windows"}.get(report.model_type,
                                                                                  "padded random inputs")
-    figures = [f"{check.file_name}: max |Δ| = {check.max_abs_diff:.2e} against PyTorch on {inputs} "
-               "(ONNX Runtime, CPU; gate: 1e-4)" + ("" if check.greedy_identical is None else
-                                                      f"; greedy tokens identical: {check.greedy_identical}")
-               for check in report.validation] or ["not validated (exported with --no-validate)"]
+    figures = [line for check in report.validation for line in validation_figures(check, inputs)] or [
+        "not validated (exported with --no-validate)"]
     if report.quantization is not None:
         q = report.quantization
         figures.append(f"INT8 (*_quantized.onnx) vs fp32: max |Δ| = {q.max_abs_diff:.2e}, argmax agreement "
@@ -48,6 +47,16 @@ def write_export_card(folder: Path, checkpoint: Path, report) -> None:
               f"\"{report.task}\", device=\"cpu\")" + _image_pipeline_usage(report)
               + _zero_shot_pipeline_usage(report) + _speech_pipeline_usage(report),
     ))
+
+
+def validation_figures(check, inputs: str) -> list[str]:
+    """Card bullets of one validation (a ValidationReport): the gate actually used, each output's figures, and
+    the greedy tokens."""
+    figures = card_figures(check.checks, check.rule, f"{check.file_name} against PyTorch on {inputs} (ONNX Runtime, "
+                           "CPU)")
+    if check.greedy_identical is not None:
+        figures.append(f"{check.file_name}: greedy tokens identical: {check.greedy_identical}")
+    return figures
 
 
 def _image_pipeline_usage(report) -> str:

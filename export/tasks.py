@@ -15,6 +15,9 @@ WHISPER = "hf_tformer_whisper"  # the speech encoder-decoder
 # opset. The standard opset-23 `Attention` op takes q, k, v after projection and a (batch, 1, q, kv) mask, so it
 # cannot absorb the q/k/v projection GEMM the way com.microsoft.Attention does.
 DEFAULT_OPSET = 18
+# The lowest opset every export works at (measured, torch 2.13): the plain path's aten::scaled_dot_product_attention
+# exports from opset 14; below, torch refuses it, and the fused graphs fail in ONNX Runtime (a bool Pad) at 11.
+MIN_OPSET = 14
 
 TASKS: dict[str, tuple[str, ...]] = {
     ENCODER: ("feature-extraction", "fill-mask", "text-classification", "token-classification", "question-answering"),
@@ -37,6 +40,16 @@ TASK_SYNONYMS = {"image-feature-extraction": "feature-extraction"}
 ATTENTION_MODES = ("fused", "plain")
 # Tasks exported as an encoder graph + decoder graphs (optimum's encoder_model / decoder_model / decoder_with_past).
 SEQ2SEQ_TASKS = ("text2text-generation", "automatic-speech-recognition")
+
+
+def check_opset(opset: int) -> None:
+    """A ValueError, before any work, for an opset outside what our graphs export at (MIN_OPSET to torch's max)."""
+    from torch.onnx import _constants  # torch's own ceiling (23 in torch 2.13); a newer opset fails in torch
+
+    highest = getattr(_constants, "ONNX_MAX_OPSET", DEFAULT_OPSET)
+    if not MIN_OPSET <= opset <= highest:
+        raise ValueError(f"--opset {opset} is not supported: hf_tformer graphs export at opsets {MIN_OPSET} to "
+                         f"{highest} with this torch; leave --opset out for the default, {DEFAULT_OPSET}.")
 
 
 def is_seq2seq(task: str) -> bool:

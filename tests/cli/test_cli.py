@@ -52,10 +52,29 @@ def test_console_script_is_the_one_command_and_help_imports_nothing_heavy():
     assert result.returncode == 0, result.stderr
     for command in ("convert", "export", "optimum-cli", "bench", "demo"):
         assert command in result.stdout
-    check = ("import sys\nfrom hf_tformer_cli.__main__ import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n"
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["convert", "--help"], ["export", "onnx", "--help"]], ids=" ".join)
+def test_help_imports_nothing_heavy(argv):
+    """A command's --help answers at once: no torch, transformers or optimum import (convert --help took 15-20 s
+    when its parser imported the converters)."""
+    check = (f"import sys\nfrom hf_tformer_cli.__main__ import main\ntry:\n    main({argv!r})\nexcept SystemExit:\n"
              "    pass\nprint(sorted({'torch', 'transformers', 'optimum'} & set(sys.modules)))")
     loaded = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=60)
-    assert loaded.stdout.strip().splitlines()[-1] == "[]"
+    assert loaded.stdout.strip().splitlines()[-1] == "[]", loaded.stdout[-500:]
+
+
+def test_commands_print_no_import_noise(tmp_path, hf_home):
+    """torchao (installed beside transformers) logs CUDA kernels it cannot load, and torch's pytree warns about its
+    enums, on every import of transformers: the command lines silence both (hf_tformer_conversion/quiet.py)."""
+    source = tmp_path / "gpt2"
+    torch.manual_seed(0)
+    GPT2LMHeadModel(GPT2Config(n_embd=32, n_layer=1, n_head=2, vocab_size=64, n_positions=32)).save_pretrained(source)
+    script = Path(sys.executable).parent / "hf-tformer"
+    result = subprocess.run([str(script), "convert", str(source), str(tmp_path / "out"), "--no-progress"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Failed to load" not in result.stderr and "_pytree" not in result.stderr, result.stderr[-3000:]
 
 
 def test_convert_matches_the_old_entry_point_and_goes_back(tmp_path, hf_home, capsys):

@@ -231,6 +231,7 @@ def test_failed_parity_writes_nothing(tmp_path):
 def test_existing_destination_needs_force_and_cli_reports(tmp_path, capsys):
     folder = save(BertModel(BertConfig(**BERT)), tmp_path / "source")
     (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "config.json").write_text("{}")  # an earlier checkpoint: what --force may replace
     (tmp_path / "out" / "keep.txt").write_text("user data")
     assert cli([folder, str(tmp_path / "out")]) == 1
     assert "--force" in capsys.readouterr().err

@@ -74,5 +74,6 @@ def test_an_export_card_inherits_the_base_model_and_shows_validation(tmp_path, h
     card = _card(tmp_path / "onnx")
     assert card.data.base_model == "someone/tiny-classifier" and card.data.pipeline_tag == "text-classification"
     assert card.data.tags == ["hf_tformer", "onnx", "onnxruntime", "optimum"]
-    assert "model.onnx: max |Δ| = " in card.text and "ORTModelForSequenceClassification.from_pretrained" in card.text
+    assert "model.onnx against PyTorch" in card.text and "logits: max |Δ| = " in card.text
+    assert "ORTModelForSequenceClassification.from_pretrained" in card.text
     assert "Attention" in card.text  # the fused attention nodes are named

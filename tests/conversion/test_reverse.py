@@ -75,8 +75,9 @@ def test_bad_targets_and_destinations(tmp_path):
         to_native(str(tmp_path / "ours"), str(tmp_path / "out"), "gpt2")
     with pytest.raises(ValueError, match="'distilbert' is not supported"):
         to_native(str(tmp_path / "ours"), str(tmp_path / "out"), "distilbert")
+    (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="not an hf_tformer checkpoint"):
-        to_native(str(tmp_path), str(tmp_path / "out"), "bert")
+        to_native(str(tmp_path / "empty"), str(tmp_path / "out"), "bert")
     (tmp_path / "out").mkdir()
     with pytest.raises(ValueError, match="--force"):
         to_native(str(tmp_path / "ours"), str(tmp_path / "out"), "bert")
