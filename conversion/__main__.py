@@ -56,7 +56,7 @@ def _run_to_native(args: argparse.Namespace) -> int:
 
 
 def _run_convert(args: argparse.Namespace) -> int:
-    from .convert import convert
+    from .converter import convert
 
     report = convert(args.source, args.destination, force=args.force, allow_pickle=args.allow_pickle,
                      verify=not args.no_verify, progress=not args.no_progress, dtype=args.dtype)

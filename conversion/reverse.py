@@ -16,7 +16,7 @@ import torch
 
 import hf_tformer as ht
 
-from .convert import carry_files, text_vocab_size
+from .converter import carry_files, text_vocab_size
 from .dtypes import check_dtype_name, checkpoint_dtype, resolve_dtype
 from .generation_settings import (carry_generation_config, check_generation_config, read_generation_config,
                                   settings_summary)

@@ -249,9 +249,12 @@ def _teach_ort_models_kv_heads() -> None:
 def _route_speech_models_to_whisper_generation() -> None:
     """ORTModelForSpeechSeq2Seq hands model_type "whisper" to its ORTModelForWhisper (transformers' Whisper
     generate: task / language tokens, timestamps, long-form) and every other type to plain generate(), which knows
-    none of Whisper's generation settings. Our speech model is generated exactly as Whisper: route it there too."""
+    none of Whisper's generation settings. Our speech model is generated exactly as Whisper: route it there too, to
+    a subclass that refuses token-level timestamps clearly (runtime.speech_ort_class)."""
     from optimum.onnxruntime import ORTModelForSpeechSeq2Seq
     from optimum.onnxruntime.modeling_seq2seq import ORTModelForWhisper
+
+    from .runtime import speech_ort_class
 
     original = ORTModelForSpeechSeq2Seq._from_pretrained.__func__
     if getattr(original, "_hf_tformer_patched", False):
@@ -259,7 +262,7 @@ def _route_speech_models_to_whisper_generation() -> None:
 
     def _from_pretrained(cls, model_id, config, **kwargs):
         if getattr(config, "model_type", None) == WHISPER and not issubclass(cls, ORTModelForWhisper):
-            return ORTModelForWhisper._from_pretrained(model_id, config, **kwargs)
+            return speech_ort_class()._from_pretrained(model_id, config, **kwargs)
         return original(cls, model_id, config, **kwargs)
 
     _from_pretrained._hf_tformer_patched = True

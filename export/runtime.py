@@ -4,10 +4,11 @@ onnxruntime-gpu lists the CUDA provider even on a machine without a GPU, and a s
 on CPU. We check first and say so: a user who asked for CUDA learns that they got CPU.
 """
 
+import functools
 import json
 import warnings
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from .tasks import TASK_SYNONYMS, is_seq2seq
 
@@ -30,6 +31,32 @@ ORT_CLASSES = {
 # Where the class depends on the model type too: the dual encoder's feature-extraction graph is its zero-shot graph
 # (as optimum exports native CLIP), which ORTModelForFeatureExtraction cannot run (it returns last_hidden_state only).
 ORT_CLASSES_BY_MODEL_TYPE = {("hf_tformer_clip", "feature-extraction"): "ORTModelForZeroShotImageClassification"}
+
+
+# Word-level timestamps are read from the decoder's cross-attention weights of the checkpoint's alignment heads;
+# the exported decoder (optimum's Whisper outputs: logits and present key/values, attention fused into one op) has
+# none, and transformers' Whisper generation fails deep inside on optimum's stand-in model (AttributeError).
+TOKEN_TIMESTAMPS_REFUSED = (
+    "token-level timestamps (generate(return_token_timestamps=True), or the pipeline's return_timestamps='word') are "
+    "not available from the ONNX export: Whisper reads them from the decoder's cross-attention weights of its "
+    "alignment heads, which the exported decoder does not output. Use the PyTorch model for them "
+    "(transformers.AutoModelForSpeechSeq2Seq.from_pretrained(<the hf_tformer checkpoint>, trust_remote_code=True)), "
+    "or return_timestamps=True for segment-level timestamps, which the export gives.")
+
+
+@functools.cache
+def speech_ort_class() -> type:
+    """optimum's ORTModelForWhisper (transformers' Whisper generation over the ONNX graphs) for our speech model,
+    refusing token-level timestamps with a ValueError that says what to do (register() routes loading here)."""
+    from optimum.onnxruntime.modeling_seq2seq import ORTModelForWhisper
+
+    class TformerORTModelForWhisper(ORTModelForWhisper):
+        def generate(self, *args: Any, **kwargs: Any):
+            if kwargs.get("return_token_timestamps"):
+                raise ValueError(TOKEN_TIMESTAMPS_REFUSED)
+            return super().generate(*args, **kwargs)
+
+    return TformerORTModelForWhisper
 
 
 def ort_class_name(task: str, model_type: Optional[str] = None) -> str:

@@ -4,6 +4,7 @@ Kept apart from configuration_tformer.py, whose classes are what `auto_map` poin
 module's source on every remote-code load, so the less it holds the cheaper a load is.
 """
 
+import math
 from typing import Any
 
 # "none": the stack adds no positions because a front end already did (the vision patch embeddings, vision.py).
@@ -25,9 +26,60 @@ def _positive_int(field: str, value: Any) -> None:
         raise ValueError(f"{field}={value!r} must be a positive integer.")
 
 
+def _number(value: Any) -> bool:
+    """A finite int or float (NaN and inf compare False with everything, so range checks alone let them through)."""
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+
+
 def _positive_number(field: str, value: Any, hint: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise ValueError(f"{field}={value!r} must be a positive number {hint}.")
+    if not _number(value) or value <= 0:
+        raise ValueError(f"{field}={value!r} must be a finite positive number {hint}.")
+
+
+# Strings a hand-written config.json holds for booleans: named in the error, never coerced ("no" is truthy).
+_FALSE_WORDS, _TRUE_WORDS = ("false", "no", "n", "off", "0", "f"), ("true", "yes", "y", "on", "1", "t")
+
+
+def _bool(field: str, value: Any) -> None:
+    if isinstance(value, bool):
+        return
+    word = value.strip().lower() if isinstance(value, str) else None
+    fix = "false" if word in _FALSE_WORDS else "true" if word in _TRUE_WORDS else "true or false"
+    python = {"false": "False", "true": "True"}.get(fix, "True or False")
+    raise ValueError(f"{field}={value!r} must be True or False (a bool, not {type(value).__name__}); write {fix} "
+                     f"in config.json (unquoted) or {python} in Python.")
+
+
+# Boolean fields of transformers' PretrainedConfig that change what our models do (None: the version lacks it).
+TRANSFORMERS_BOOL_FIELDS = ("tie_word_embeddings", "use_cache", "is_encoder_decoder", "return_dict",
+                            "output_hidden_states", "output_attentions", "is_decoder", "add_cross_attention",
+                            "tie_encoder_decoder", "torchscript")
+BOOL_FIELDS = ("attention_bias", "attention_out_bias", "mlp_bias", "lm_head_bias", "qk_norm", "parallel_residual",
+               "norm_topk_prob", "output_router_logits", "embedding_layernorm", "scale_embeddings")
+
+
+def check_bool_fields(config: Any, fields: tuple[str, ...], *, optional: bool = False) -> None:
+    """Every field a bool (`optional`: a missing or None field is skipped)."""
+    for field in fields:
+        value = getattr(config, field, None)
+        if not (optional and value is None):
+            _bool(field, value)
+
+
+def check_token_id(field: str, value: Any, vocab_size: int) -> None:
+    """None, or an int id in the vocabulary."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < vocab_size:
+        raise ValueError(f"{field}={value!r} is outside the vocabulary [0, {vocab_size}); set it to a token id of "
+                         "the tokenizer (e.g. its bos or pad token id).")
+
+
+def check_initializer_range(config: Any) -> None:
+    value = config.initializer_range
+    if not _number(value) or value < 0:
+        raise ValueError(f"initializer_range={value!r} must be a finite number >= 0 (the std of the normal init; "
+                         "0.02 is usual).")
 
 
 def _probability(field: str, value: Any) -> None:
@@ -70,6 +122,8 @@ def check_config(config: Any) -> None:
         _positive_int(field, getattr(config, field))
     for field in config._layer_count_fields():
         _positive_int(field, getattr(config, field))
+    check_bool_fields(config, BOOL_FIELDS)
+    check_bool_fields(config, TRANSFORMERS_BOOL_FIELDS, optional=True)
     if config.hidden_size % config.num_attention_heads:
         raise ValueError(
             f"hidden_size={config.hidden_size} is not divisible by num_attention_heads={config.num_attention_heads}; "
@@ -96,27 +150,27 @@ def check_config(config: Any) -> None:
         _probability(field, getattr(config, field))
     if config.classifier_dropout is not None:
         _probability("classifier_dropout", config.classifier_dropout)
-    if not (isinstance(config.layer_norm_eps, (int, float)) and config.layer_norm_eps > 0):
+    if not (_number(config.layer_norm_eps) and config.layer_norm_eps > 0):
         raise ValueError(f"layer_norm_eps={config.layer_norm_eps!r} must be a positive float.")
-    if not (isinstance(config.rotary_base, (int, float)) and config.rotary_base > 1):
-        raise ValueError(f"rotary_base={config.rotary_base!r} must be a number > 1.")
+    if not (_number(config.rotary_base) and config.rotary_base > 1):
+        raise ValueError(f"rotary_base={config.rotary_base!r} must be a finite number > 1.")
+    check_initializer_range(config)
     if config.relative_attention_num_buckets < 4:
         raise ValueError(f"relative_attention_num_buckets={config.relative_attention_num_buckets} must be >= 4 "
                          "(half exact, half log-spaced, per direction).")
     if config.attention_scale is not None:
         _positive_number("attention_scale", config.attention_scale, "or None (1/sqrt(head_dim))")
     _positive_number("lm_head_input_scale", config.lm_head_input_scale, "(1.0 leaves the hidden states unscaled)")
-    if config.pad_token_id is not None and token_fields and not 0 <= config.pad_token_id < config.vocab_size:
-        raise ValueError(f"pad_token_id={config.pad_token_id} is outside the vocabulary [0, {config.vocab_size}).")
+    if token_fields:
+        check_token_id("pad_token_id", config.pad_token_id, config.vocab_size)
+    if config.is_encoder_decoder:  # the decoder's first input at generate() and in shifted labels
+        check_token_id("decoder_start_token_id", config.decoder_start_token_id, config.vocab_size)
     check_attention_options(config)
     check_moe_options(config)
 
 
 def check_attention_options(config: Any) -> None:
     """QK-norm, the output-projection bias, partial rotary, the parallel residual and sliding-window attention."""
-    for field in ("qk_norm", "attention_out_bias", "parallel_residual"):
-        if not isinstance(getattr(config, field), bool):
-            raise ValueError(f"{field}={getattr(config, field)!r} must be True or False.")
     factor = config.partial_rotary_factor
     if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 0.0 < factor <= 1.0:
         raise ValueError(f"partial_rotary_factor={factor!r} must be a number in (0, 1] (1.0 rotates every head dim).")
@@ -164,9 +218,6 @@ def check_moe_options(config: Any) -> None:
     experts = config.num_experts
     if isinstance(experts, bool) or not isinstance(experts, int) or experts < 0:
         raise ValueError(f"num_experts={experts!r} must be an integer >= 0 (0 = a dense feed-forward everywhere).")
-    for field in ("norm_topk_prob", "output_router_logits"):
-        if not isinstance(getattr(config, field), bool):
-            raise ValueError(f"{field}={getattr(config, field)!r} must be True or False.")
     if experts == 0:
         return
     if getattr(config, "model_type", None) != "hf_tformer_decoder":
@@ -207,9 +258,7 @@ def check_vision_config(config: Any) -> None:
         )
     if config.type_vocab_size != 0:
         raise ValueError(f"type_vocab_size={config.type_vocab_size!r}: images have no token types; set it to 0.")
-    for field in ("distillation_token", "distillation_head", "patch_embedding_bias"):
-        if not isinstance(getattr(config, field), bool):
-            raise ValueError(f"{field}={getattr(config, field)!r} must be True or False.")
+    check_bool_fields(config, ("distillation_token", "distillation_head", "patch_embedding_bias"))
     if config.distillation_head and not config.distillation_token:
         raise ValueError("distillation_head=True classifies from the distillation token, but distillation_token=False;"
                          " set distillation_token=True (DeiT) or distillation_head=False.")
@@ -229,5 +278,8 @@ def check_clip_config(config: Any, tower: str) -> None:
                          "distillation_token=False.")
     if tower == "dual":
         value = config.logit_scale_init_value
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"logit_scale_init_value={value!r} must be a number (CLIP: 2.6592 = log(1 / 0.07)).")
+        if not _number(value):
+            raise ValueError(f"logit_scale_init_value={value!r} must be a number, finite (CLIP: 2.6592 = "
+                             "log(1 / 0.07)).")
+        check_initializer_range(config)
+        check_bool_fields(config, TRANSFORMERS_BOOL_FIELDS, optional=True)

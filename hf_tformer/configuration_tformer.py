@@ -169,6 +169,8 @@ class TformerConfig(PretrainedConfig):
     def from_pretrained(cls, pretrained_model_name_or_path, **kwargs: Any) -> "TformerConfig":
         """Refuses a config.json of another model type (transformers would only warn and build a wrong model)."""
         config_dict, _ = cls.get_config_dict(pretrained_model_name_or_path, **dict(kwargs))
+        if cls.base_config_key and cls.base_config_key in config_dict:  # a tower's config inside a composite's (CLIP)
+            config_dict = config_dict[cls.base_config_key]
         found = config_dict.get("model_type")
         if found is not None and found != cls.model_type:
             raise ValueError(
@@ -177,6 +179,14 @@ class TformerConfig(PretrainedConfig):
             )
         return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
 
+    @classmethod
+    def from_dict(cls, config_dict: dict, **kwargs: Any):
+        """transformers sets keyword overrides (`from_pretrained(path, use_cache="no")`) after __init__, unchecked:
+        check the result again."""
+        loaded = super().from_dict(config_dict, **kwargs)
+        (loaded[0] if isinstance(loaded, tuple) else loaded).validate_tformer()
+        return loaded
+
     @property
     def head_dim(self) -> int:
         return self.hidden_size // self.num_attention_heads
@@ -184,6 +194,9 @@ class TformerConfig(PretrainedConfig):
     def validate_tformer(self) -> None:
         """Raise `ValueError` naming the first invalid field."""
         check_config(self)
+        plan = type(self).base_model_tp_plan
+        if plan and not self.is_gated:  # the plan names only modules the stacks have (transformers 5 checks it)
+            self.base_model_tp_plan = {key: style for key, style in plan.items() if not key.endswith(".mlp.gate_proj")}
 
     def _position_dim(self) -> int:
         return self.rotary_dim if self.position_embedding_type == "rotary" else self.hidden_size

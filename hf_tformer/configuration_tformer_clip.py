@@ -165,3 +165,10 @@ class TformerCLIPConfig(PretrainedConfig):
         kwargs.setdefault("tie_word_embeddings", False)  # nothing to tie (transformers 5 sets no default)
         super().__init__(**kwargs)
         check_clip_config(self, tower="dual")
+
+    @classmethod
+    def from_dict(cls, config_dict: dict, **kwargs: Any):
+        """Keyword overrides are set after __init__ (see TformerConfig.from_dict): check the result again."""
+        loaded = super().from_dict(config_dict, **kwargs)
+        check_clip_config(loaded[0] if isinstance(loaded, tuple) else loaded, tower="dual")
+        return loaded

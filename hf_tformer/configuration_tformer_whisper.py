@@ -5,6 +5,7 @@ Kept apart from configuration_tformer.py: transformers parses the module `auto_m
 
 from typing import Any, Optional
 
+from .config_checks import block_tp_plan
 from .config_checks import check_config  # noqa: F401  (transformers 4.57 copies only direct relative imports)
 from .configuration_tformer import TformerEncoderDecoderConfig
 
@@ -38,14 +39,17 @@ class TformerWhisperConfig(TformerEncoderDecoderConfig):
             most `2 * max_source_positions` input frames (1500 -> 3000 frames, 30 s at a hop of 10 ms).
         max_target_positions: decoder positions (the learned table); prompt + generated tokens must fit.
         median_filter_width: read by transformers' Whisper generation for word-level timestamps.
-    The encoder's positions are Whisper's fixed sinusoids, added by the audio front end (its stack adds none); the
-    decoder learns `max_target_positions` positions. Pre-LayerNorm, gelu, one token table tied to the output
+    The encoder's positions are a frozen (max_source_positions, hidden_size) table added by the audio front end (its
+    stack adds none): the checkpoint's own, or Whisper's sinusoids where none is stored; the decoder learns
+    `max_target_positions` positions. Pre-LayerNorm, gelu, one token table tied to the output
     projection. Every other field is the shared core's (see TformerConfig).
     """
 
     model_type = "hf_tformer_whisper"
     attribute_map = {**TformerEncoderDecoderConfig.attribute_map, "max_target_positions": "max_position_embeddings",
                      "d_model": "hidden_size"}
+    # the audio encoder's blocks sit in its `stack` (modeling_tformer_whisper.TformerAudioEncoder)
+    base_model_tp_plan = {**block_tp_plan("encoder.stack"), **block_tp_plan("decoder", cross_attention=True)}
 
     def __init__(
         self,

@@ -10,7 +10,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from .masks import validating_inputs
+from .input_checks import check_not_empty, check_token_types
 from .norms import build_norm
 from .positions import sinusoidal_position_embeddings
 
@@ -24,6 +24,7 @@ class TformerEmbeddings(nn.Module):
         self.scale = math.sqrt(config.hidden_size) if config.scale_embeddings else 1.0
         if self.position_embedding_type == "learned":
             self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        self.type_vocab_size = config.type_vocab_size
         if config.type_vocab_size > 0:
             self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
         self.layernorm = build_norm(config) if config.embedding_layernorm else None
@@ -35,6 +36,8 @@ class TformerEmbeddings(nn.Module):
         position_ids: torch.Tensor,
         token_type_ids: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
+        # (batch, seq, hidden) from a token table (checked there) or a front end (pixels, audio frames)
+        check_not_empty(inputs_embeds, "the input to the stack", "(batch, seq, hidden)")
         hidden_states = inputs_embeds * self.scale if self.scale != 1.0 else inputs_embeds
         if self.position_embedding_type == "learned":
             hidden_states = hidden_states + self.position_embeddings(position_ids)
@@ -42,15 +45,12 @@ class TformerEmbeddings(nn.Module):
             hidden_states = hidden_states + sinusoidal_position_embeddings(
                 position_ids, self.hidden_size, hidden_states.dtype
             )
+        if token_type_ids is not None:
+            check_token_types(token_type_ids, self.type_vocab_size)
         if hasattr(self, "token_type_embeddings"):
             if token_type_ids is None:
                 token_type_ids = torch.zeros_like(position_ids).expand(inputs_embeds.shape[:2])
             hidden_states = hidden_states + self.token_type_embeddings(token_type_ids)
-        elif token_type_ids is not None and validating_inputs() and bool(token_type_ids.any()):
-            # All-zero types are what a generic tokenizer returns for single sentences (sentence-transformers passes
-            # them on): nothing to add. Real segment ids would be silently lost, so those are an error.
-            raise ValueError("token_type_ids with non-zero segments were given but this model has type_vocab_size=0 "
-                             "(no segment embeddings); drop them, or use a model made with type_vocab_size > 1.")
         if self.layernorm is not None:
             hidden_states = self.layernorm(hidden_states)
         return self.dropout(hidden_states)

@@ -7,10 +7,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from .feed_forward import activation_function
+from .input_checks import IGNORE_INDEX, check_class_labels
 from .linear import TformerLinear
 from .norms import build_norm
-
-IGNORE_INDEX = -100
 
 
 class MaskedLMHead(nn.Module):
@@ -104,24 +103,38 @@ def eos_token_index(input_ids: torch.Tensor, eos_token_id: Optional[int]) -> tor
 
 def contrastive_loss(logits_per_text: torch.Tensor) -> torch.Tensor:
     """CLIP's symmetric cross entropy over a (texts, images) score matrix whose matching pairs are its diagonal."""
-    targets = torch.arange(logits_per_text.shape[0], device=logits_per_text.device)
+    texts, images = logits_per_text.shape
+    if texts != images:
+        raise ValueError(f"return_loss=True needs matching (text, image) pairs, but {texts} texts and {images} images "
+                         "were given; pass one image per text, or return_loss=False to only score them.")
+    targets = torch.arange(texts, device=logits_per_text.device)
     return (F.cross_entropy(logits_per_text, targets) + F.cross_entropy(logits_per_text.t(), targets)) / 2
+
+
+def _cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """(..., classes) vs (...) of class ids (IGNORE_INDEX skipped), checked by the caller."""
+    return F.cross_entropy(
+        logits.float().reshape(-1, logits.shape[-1]), labels.to(logits.device, torch.long).reshape(-1),
+        ignore_index=IGNORE_INDEX,
+    )
 
 
 def token_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Cross entropy over every position: (batch, seq, classes) vs (batch, seq)."""
-    return F.cross_entropy(
-        logits.float().reshape(-1, logits.shape[-1]), labels.to(logits.device).reshape(-1), ignore_index=IGNORE_INDEX
-    )
+    check_class_labels(labels, logits.shape[-1], logits.shape[:2])
+    return _cross_entropy(logits, labels)
 
 
 def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Next-token cross entropy: position t predicts labels[t + 1]."""
-    return token_loss(logits[:, :-1], labels[:, 1:])
+    """Next-token cross entropy: position t predicts labels[t + 1]. Labels are the inputs' shape (all logits kept)."""
+    check_class_labels(labels, logits.shape[-1], logits.shape[:2])
+    return _cross_entropy(logits[:, :-1], labels[:, 1:])
 
 
 def sequence_classification_loss(logits: torch.Tensor, labels: torch.Tensor, config) -> torch.Tensor:
     """Regression, single-label or multi-label, chosen like transformers does from problem_type / labels."""
+    if not isinstance(labels, torch.Tensor):
+        raise TypeError(f"labels must be a torch.Tensor, got {type(labels).__name__}.")
     if config.problem_type is None:
         if config.num_labels == 1:
             config.problem_type = "regression"
@@ -129,17 +142,30 @@ def sequence_classification_loss(logits: torch.Tensor, labels: torch.Tensor, con
             config.problem_type = "single_label_classification"
         else:
             config.problem_type = "multi_label_classification"
-    labels = labels.to(logits.device)
-    if config.problem_type == "regression":
-        return F.mse_loss(logits.float().squeeze(-1), labels.float().reshape(logits.shape[0]))
     if config.problem_type == "single_label_classification":
-        return F.cross_entropy(logits.float(), labels.reshape(-1), ignore_index=IGNORE_INDEX)
-    return F.binary_cross_entropy_with_logits(logits.float(), labels.float())
+        # (batch,) or (batch, 1): one class id per row
+        rows = labels.reshape(-1) if labels.dim() == 2 and labels.shape[-1] == 1 else labels
+        check_class_labels(rows, logits.shape[-1], logits.shape[:1])
+        return _cross_entropy(logits, rows)
+    one_score = config.problem_type == "regression" and config.num_labels == 1  # labels (batch,) or (batch, 1)
+    expected = logits.shape[:1] if one_score else logits.shape
+    if (labels.numel() != expected.numel()) if one_score else (labels.shape != expected):
+        raise ValueError(f"labels has shape {tuple(labels.shape)} but problem_type={config.problem_type!r} with "
+                         f"num_labels={config.num_labels} needs {tuple(expected)} (one value per "
+                         f"{'row' if len(expected) == 1 else 'row and label'}).")
+    labels = labels.to(logits.device).float().reshape(expected)
+    if config.problem_type == "regression":
+        return F.mse_loss(logits.float().reshape(expected), labels)
+    return F.binary_cross_entropy_with_logits(logits.float(), labels)
 
 
 def span_loss(start_logits, end_logits, start_positions, end_positions) -> torch.Tensor:
-    """Mean of start and end cross entropies; positions outside the sequence are ignored."""
-    length = start_logits.shape[1]
+    """Mean of start and end cross entropies; positions outside the sequence are ignored (as transformers does)."""
+    batch, length = start_logits.shape
+    for name, positions in (("start_positions", start_positions), ("end_positions", end_positions)):
+        if not isinstance(positions, torch.Tensor) or positions.numel() != batch:
+            shape = tuple(positions.shape) if isinstance(positions, torch.Tensor) else type(positions).__name__
+            raise ValueError(f"{name} has shape {shape} but the batch has {batch} rows; pass one token index per row.")
     start = start_positions.reshape(-1).clamp(0, length).to(start_logits.device)
     end = end_positions.reshape(-1).clamp(0, length).to(end_logits.device)
     return (

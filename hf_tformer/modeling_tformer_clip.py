@@ -35,6 +35,7 @@ from .configuration_tformer import TformerConfig  # noqa: F401
 from .configuration_tformer_vit import TformerViTConfig  # noqa: F401
 from .embeddings import TformerEmbeddings  # noqa: F401
 from .feed_forward import TformerFeedForward  # noqa: F401
+from .input_checks import check_forward_kwargs  # noqa: F401
 from .masks import self_attention_mask  # noqa: F401
 from .moe import TformerSparseMoe  # noqa: F401
 from .positions import apply_rotary  # noqa: F401
@@ -216,6 +217,9 @@ class TformerCLIPModel(TformerCLIPPreTrainedModel):
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.text_model.embed_tokens
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:  # resize_token_embeddings needs it
+        self.text_model.set_input_embeddings(value)
 
     def get_text_features(
         self,

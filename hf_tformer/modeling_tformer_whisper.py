@@ -34,6 +34,7 @@ from .config_checks import check_config  # noqa: F401
 from .configuration_tformer import TformerConfig  # noqa: F401
 from .embeddings import TformerEmbeddings  # noqa: F401
 from .feed_forward import TformerFeedForward  # noqa: F401
+from .input_checks import check_forward_kwargs  # noqa: F401
 from .heads import lm_logits  # noqa: F401
 from .linear import TformerLinear  # noqa: F401
 from .masks import self_attention_mask  # noqa: F401
@@ -84,6 +85,14 @@ class TformerWhisperPreTrainedModel(TformerEncoderDecoderPreTrainedModel):
     config_class = TformerWhisperConfig
     main_input_name = "input_features"
     _supports_static_cache = False  # static caches under Whisper's generation are untested: refused, not guessed
+    # Checkpoints saved before the encoder's position table was stored have none: they load with Whisper's sinusoids
+    # (what the front end computed then), filled in by _init_weights, instead of failing as a missing weight.
+    _keys_to_ignore_on_load_missing = [r"encoder\.front_end\.position_embeddings$"]
+
+    def _init_weights(self, module: nn.Module) -> None:
+        super()._init_weights(module)
+        if isinstance(module, TformerAudioFrontEnd):
+            module.reset_positions()
 
 
 class TformerWhisperModel(TformerWhisperPreTrainedModel, TformerEncoderDecoderModel):

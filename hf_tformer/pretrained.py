@@ -6,15 +6,21 @@ import torch
 from torch import nn
 from transformers import GenerationMixin, PreTrainedModel
 
+from .config_checks import check_token_id
+from .input_checks import check_inputs_embeds, check_token_ids
 from .linear import to_plain_linear
-from .masks import static_cache_capacity, validating_inputs
+from .masks import static_cache_capacity
 
 try:  # transformers 5: inits that leave weights already loaded from a checkpoint alone
     from transformers.initialization import constant_ as init_constant
+    from transformers.initialization import copy_ as init_copy
     from transformers.initialization import normal_ as init_normal
 except ImportError:  # transformers 4.57 skips loaded modules itself
     def init_normal(tensor: torch.Tensor, mean: float, std: float) -> None:
         tensor.data.normal_(mean=mean, std=std)
+
+    def init_copy(tensor: torch.Tensor, other: torch.Tensor) -> None:
+        tensor.data.copy_(other)
 
     def init_constant(tensor: torch.Tensor, value: float) -> None:
         tensor.data.fill_(value)
@@ -22,6 +28,9 @@ except ImportError:  # transformers 4.57 skips loaded modules itself
 
 class TformerPreTrainedModel(PreTrainedModel):
     base_model_prefix = "model"
+    # Each loss is a mean over its batch: Trainer then divides by the gradient-accumulation steps itself instead of
+    # passing num_items_in_batch (which the models refuse, input_checks.py), as it does for any model taking **kwargs.
+    accepts_loss_kwargs = False
     main_input_name = "input_ids"
     supports_gradient_checkpointing = True
     _no_split_modules = ["TformerBlock"]
@@ -91,6 +100,11 @@ class TformerGenerationMixin(GenerationMixin):
             value = kwargs.get(name, getattr(config, name, None))
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ValueError(f"{name}={value!r} must be a positive integer.")
+        if self.config.is_encoder_decoder:  # else it would surface as "input_ids contains ..." from the decoder
+            start = kwargs.get("decoder_start_token_id", getattr(config, "decoder_start_token_id", None))
+            start = start.tolist() if isinstance(start, torch.Tensor) else start  # one id, or one per row
+            for token in start if isinstance(start, list) else [start]:
+                check_token_id("decoder_start_token_id", token, self.config.vocab_size)
         return super().generate(*args, **kwargs)
 
 
@@ -117,23 +131,18 @@ def declare_auto_classes(base: type, config_class: type, auto_classes: dict[str,
 
 
 def embed_input_ids(
-    embed_tokens: nn.Embedding, input_ids: Optional[torch.Tensor], inputs_embeds: Optional[torch.Tensor]
+    embed_tokens: nn.Embedding, input_ids: Optional[torch.Tensor], inputs_embeds: Optional[torch.Tensor],
+    prefix: str = "",
 ) -> torch.Tensor:
-    """Exactly one of input_ids / inputs_embeds -> (batch, seq, hidden); ids outside the vocabulary raise ValueError."""
+    """Exactly one of input_ids / inputs_embeds -> (batch, seq, hidden), checked (input_checks.py): float or empty
+    ids, ids outside the vocabulary and embeddings of the wrong width raise. `prefix` names the inputs in errors
+    ("decoder_": decoder_input_ids / decoder_inputs_embeds)."""
     if (input_ids is None) == (inputs_embeds is None):
-        raise ValueError("Pass exactly one of input_ids or inputs_embeds.")
+        raise ValueError(f"Pass exactly one of {prefix}input_ids or {prefix}inputs_embeds.")
     if inputs_embeds is not None:
+        check_inputs_embeds(inputs_embeds, embed_tokens.embedding_dim, f"{prefix}inputs_embeds")
         return inputs_embeds
-    if input_ids.dim() != 2:
-        raise ValueError(f"input_ids must be (batch, seq), got shape {tuple(input_ids.shape)}.")
-    if validating_inputs() and input_ids.numel():
-        low, high = (int(bound) for bound in torch.aminmax(input_ids))
-        if low < 0 or high >= embed_tokens.num_embeddings:
-            bad = low if low < 0 else high
-            raise ValueError(
-                f"input_ids contains {bad}, outside the vocabulary [0, {embed_tokens.num_embeddings}); "
-                "check that the tokenizer matches this model's vocab_size."
-            )
+    check_token_ids(input_ids, embed_tokens.num_embeddings, f"{prefix}input_ids")
     return embed_tokens(input_ids)
 
 

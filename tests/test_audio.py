@@ -70,3 +70,38 @@ def test_audio_at_the_wrong_sampling_rate_fails_in_the_feature_extractor():
 def test_config_checks(overrides, match):
     with pytest.raises(ValueError, match=match):
         ht.TformerWhisperConfig(**{**CONFIG, **overrides})
+
+
+def test_the_position_table_is_a_weight_that_a_checkpoint_keeps(tmp_path):
+    """A stored table is loaded as it is (transformers 5 must not overwrite it with sinusoids at init)."""
+    ours = model()
+    table = ours.model.encoder.front_end.position_embeddings
+    assert torch.equal(table, audio_sinusoids(10, 16)) and not table.requires_grad  # fresh: Whisper's sinusoids
+    with torch.no_grad():
+        table.normal_()
+    ours.save_pretrained(tmp_path)
+    loaded = ht.TformerWhisperForConditionalGeneration.from_pretrained(tmp_path)
+    assert torch.equal(loaded.model.encoder.front_end.position_embeddings, table)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_a_checkpoint_saved_before_the_table_was_stored_loads_with_the_same_outputs(tmp_path, dtype):
+    """Checkpoints written before the table became a weight have none in model.safetensors: they load without an
+    error or warning, with the sinusoids the front end used to compute, and give the outputs they gave then."""
+    from safetensors.torch import load_file, save_file
+
+    ours = model()
+    ours.save_pretrained(tmp_path)
+    weights = load_file(tmp_path / "model.safetensors")
+    del weights["model.encoder.front_end.position_embeddings"]
+    save_file(weights, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    loaded, info = ht.TformerWhisperForConditionalGeneration.from_pretrained(tmp_path, dtype=dtype,
+                                                                             output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+    table = loaded.model.encoder.front_end.position_embeddings
+    assert table.dtype == dtype and torch.equal(table, audio_sinusoids(10, 16).to(dtype))
+    features, ids = torch.randn(2, 8, 20, generator=torch.Generator().manual_seed(0)), torch.tensor([[2, 5, 7]] * 2)
+    with torch.no_grad():
+        expected = ours.to(dtype)(features.to(dtype), decoder_input_ids=ids).logits
+        actual = loaded.eval()(features.to(dtype), decoder_input_ids=ids).logits
+    assert torch.equal(actual, expected)

@@ -1,3 +1,4 @@
+import functools
 import json
 
 import pytest
@@ -93,3 +94,68 @@ def test_config_of_another_model_type_is_refused(tmp_path):
         ht.TformerEncoderConfig.from_pretrained(tmp_path)
     with pytest.raises(ValueError, match="bert"):
         ht.TformerEncoderModel.from_pretrained(tmp_path)
+
+
+# Every config class of the project, tiny (the CLIP dual config has only transformers' own boolean fields).
+ALL_CONFIGS = {
+    **{variant: functools.partial(tiny_config, variant) for variant in CONFIG_CLASSES},
+    "vit": lambda **kw: ht.TformerViTConfig(**{**TINY, "image_size": 16, "patch_size": 8, **kw}),
+    "clip_text": lambda **kw: ht.TformerCLIPTextConfig(**{**TINY, "vocab_size": 97, "bos_token_id": 95,
+                                                          "eos_token_id": 96, "pad_token_id": 96, **kw}),
+    "clip_vision": lambda **kw: ht.TformerCLIPVisionConfig(**{**TINY, "image_size": 16, "patch_size": 8, **kw}),
+    "whisper": lambda **kw: ht.TformerWhisperConfig(**{**TINY, "vocab_size": 97, "pad_token_id": 0, "bos_token_id": 1,
+                                                       "eos_token_id": 1, "decoder_start_token_id": 2, **kw}),
+    "clip": lambda **kw: ht.TformerCLIPConfig(**kw),
+}
+TINY = dict(hidden_size=32, num_attention_heads=4, intermediate_size=64)
+# (field, string, what to write instead); transformers' own fields first, then ours
+BOOL_STRINGS = [("tie_word_embeddings", "no", "false"), ("use_cache", "yes", "true"), ("return_dict", "0", "false"),
+                ("output_hidden_states", "true", "true"), ("scale_embeddings", "False", "false"),
+                ("attention_bias", "1", "true"), ("embedding_layernorm", "maybe", "true or false")]
+
+
+# The CLIP dual config holds its towers and the projection; the towers carry the model fields (and no cache).
+DUAL_CONFIG_FIELDS = ("tie_word_embeddings", "return_dict", "output_hidden_states")
+
+
+@pytest.mark.parametrize("kind, field, value, fix", [(kind, *case) for kind in ALL_CONFIGS for case in BOOL_STRINGS
+                                                     if kind != "clip" or case[0] in DUAL_CONFIG_FIELDS])
+def test_booleans_given_as_strings_are_refused_naming_the_field_and_the_fix(kind, field, value, fix):
+    with pytest.raises(ValueError, match=rf"{field}='{value}' must be True or False \(a bool, not str\); write {fix} "
+                                         r"in config.json \(unquoted\)"):
+        ALL_CONFIGS[kind](**{field: value})
+
+
+@pytest.mark.parametrize("kind", ALL_CONFIGS)
+def test_strings_for_booleans_in_config_json_and_in_loading_overrides_are_refused(kind, tmp_path):
+    """config.json is read through the constructor; from_pretrained's keyword overrides are set after it."""
+    ALL_CONFIGS[kind]().save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="return_dict='no' must be True or False"):
+        AutoConfig.from_pretrained(tmp_path, return_dict="no")
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "tie_word_embeddings": "false"}))
+    with pytest.raises(ValueError, match="tie_word_embeddings='false' must be True or False"):
+        AutoConfig.from_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize("kind", ALL_CONFIGS)
+@pytest.mark.parametrize("value", [-0.02, float("nan"), "0.02"])
+def test_initializer_range_must_be_a_finite_number_at_least_zero(kind, value):
+    with pytest.raises(ValueError, match=rf"initializer_range={value!r} must be a finite number >= 0"):
+        ALL_CONFIGS[kind](initializer_range=value)
+
+
+@pytest.mark.parametrize("kind", [kind for kind in ALL_CONFIGS if kind != "clip"])
+@pytest.mark.parametrize("field, value", [("attention_scale", float("nan")), ("attention_scale", float("inf")),
+                                          ("lm_head_input_scale", float("nan")), ("rotary_base", float("inf"))])
+def test_nan_and_inf_scales_are_refused(kind, field, value):
+    """NaN compares False with everything, so `value <= 0` alone let it through."""
+    with pytest.raises(ValueError, match=rf"{field}={value!r} must be a finite"):
+        ALL_CONFIGS[kind](**{field: value})
+
+
+@pytest.mark.parametrize("kind", ["encoder_decoder", "whisper"])
+@pytest.mark.parametrize("value", [97, -1, "2"])
+def test_decoder_start_token_id_outside_the_vocabulary_is_refused(kind, value):
+    with pytest.raises(ValueError, match=rf"decoder_start_token_id={value!r} is outside the vocabulary \[0, 97\)"):
+        ALL_CONFIGS[kind](decoder_start_token_id=value)

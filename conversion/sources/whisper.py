@@ -2,8 +2,8 @@
 
 Whisper's key projections have no bias. Ours have one; the converted bias is zero, and on the way back it is
 dropped: a bias on the keys adds q·b to every score of a query, which softmax cancels, so dropping it is exact
-whatever it has become. The encoder's stored sinusoid table is dropped: the front end computes the same values
-(the parity gate proves it).
+whatever it has become. The encoder's stored position table is carried as it is (both ways): Whisper's are
+sinusoids rounded to the checkpoint's dtype, and recomputing them in fp32 would be a different function.
 """
 
 import torch
@@ -87,7 +87,7 @@ def _whisper_rules(config: dict, target: type) -> list[Rule]:
     found = [
         rule(rf"{m}decoder\.embed_tokens\.weight", "model.shared.weight"),
         rule(rf"{m}decoder\.embed_positions\.weight", "model.decoder.embeddings.position_embeddings.weight"),
-        rule(rf"{m}encoder\.embed_positions\.weight"),  # Whisper's fixed sinusoids: the front end computes them
+        rule(rf"{m}encoder\.embed_positions\.weight", "model.encoder.front_end.position_embeddings"),
         rule(rf"{m}encoder\.(?P<c>conv1|conv2)\.{P}", "model.encoder.front_end.{c}.{p}"),
         rule(rf"{m}encoder\.layer_norm\.{P}", "model.encoder.stack.final_norm.{p}"),
         rule(rf"{m}decoder\.layer_norm\.{P}", "model.decoder.final_norm.{p}"),

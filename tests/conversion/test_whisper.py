@@ -9,7 +9,7 @@ import transformers
 
 import hf_tformer as ht
 from hf_tformer_conversion import convert, to_native
-from hf_tformer_conversion.convert import CARRIED_FILES
+from hf_tformer_conversion.converter import CARRIED_FILES
 from speech_helpers import build_tokenizer, feature_extractor, native_config, save_source, waveform
 
 CLASSES = {"WhisperForConditionalGeneration": ht.TformerWhisperForConditionalGeneration,
@@ -85,3 +85,42 @@ def test_a_text_checkpoint_does_not_go_back_to_whisper(tmp_path):
     ht.TformerEncoderDecoderForConditionalGeneration(config).save_pretrained(tmp_path / "text")
     with pytest.raises(ValueError, match="TformerEncoderDecoderForConditionalGeneration has no whisper counterpart"):
         to_native(str(tmp_path / "text"), str(tmp_path / "back"), "whisper")
+
+
+def _replace_encoder_table(folder, make_table) -> torch.Tensor:
+    """Rewrite the source's stored encoder position table (model.safetensors) with make_table(sinusoids)."""
+    from safetensors.torch import load_file, save_file
+
+    path = folder / "model.safetensors"
+    weights = load_file(path)
+    key = next(k for k in weights if k.endswith("encoder.embed_positions.weight"))
+    weights[key] = make_table(weights[key]).contiguous()
+    save_file(weights, path, metadata={"format": "pt"})
+    return weights[key]
+
+
+TABLES = {  # what a checkpoint may store instead of fp32 sinusoids
+    "rounded to fp16": lambda table: table.half().float(),  # Whisper checkpoints saved in fp16: off by up to 2.9e-4
+    "random": lambda table: torch.randn(table.shape, generator=torch.Generator().manual_seed(3)),
+}
+
+
+@pytest.mark.parametrize("table", list(TABLES))
+def test_the_stored_encoder_position_table_is_carried_both_ways(tmp_path, table):
+    """Before, the table was dropped and fp32 sinusoids recomputed: a different encoder, refused by the gate."""
+    source = save_source(tmp_path / "source")
+    stored = _replace_encoder_table(tmp_path / "source", TABLES[table])
+    report = convert(source, str(tmp_path / "ours"), progress=False)
+    assert report.parity.max_abs_diff <= 1e-5 and report.parity.greedy_identical
+    native = transformers.WhisperForConditionalGeneration.from_pretrained(source).eval()
+    ours = ht.TformerWhisperForConditionalGeneration.from_pretrained(tmp_path / "ours").eval()
+    assert torch.equal(ours.model.encoder.front_end.position_embeddings, stored)
+    features = feature_extractor()(waveform(2.0, seed=5), sampling_rate=16000, return_tensors="pt").input_features
+    with torch.no_grad():
+        expected = native.get_encoder()(features).last_hidden_state
+        actual = ours.get_encoder()(features).last_hidden_state
+    assert float((actual - expected).abs().max()) <= 1e-5
+
+    to_native(str(tmp_path / "ours"), str(tmp_path / "back"), "whisper")
+    returned = transformers.WhisperForConditionalGeneration.from_pretrained(tmp_path / "back")
+    assert torch.equal(returned.model.encoder.embed_positions.weight, stored)

@@ -81,7 +81,7 @@ def test_ort_generate_gives_native_whisper_tokens(exported, setting):
 
     register()
     ort = ORTModelForSpeechSeq2Seq.from_pretrained(out, trust_remote_code=True)
-    assert type(ort).__name__ == "ORTModelForWhisper"  # Whisper's generate, not the plain one
+    assert type(ort).__name__ == "TformerORTModelForWhisper"  # Whisper's generate, not the plain one
     values, outputs = features(1.2, batch=2), []
     for model in (native, ort):
         torch.manual_seed(0)
@@ -102,7 +102,7 @@ def test_optimum_asr_pipeline_over_the_export_matches_native(exported):
 
     asr = pipeline("automatic-speech-recognition", model=str(out), trust_remote_code=True, accelerator="ort")
     assert type(asr).__name__ == "TformerSpeechRecognitionPipeline"  # imported from the export folder
-    assert type(asr.model).__name__ == "ORTModelForWhisper"
+    assert type(asr.model).__name__ == "TformerORTModelForWhisper"
     expected = pipeline_calls(transformers.pipeline("automatic-speech-recognition", model=native,
                                                     tokenizer=tokenizer, feature_extractor=feature_extractor()))
     actual = pipeline_calls(asr)
@@ -138,7 +138,7 @@ def test_optimum_main_export_loads_and_transcribes_without_hf_tformer(exported, 
     hf_tformer_export.register()
     data = torch.load("{tmp_path / 'reference.pt'}")
     model = ORTModelForSpeechSeq2Seq.from_pretrained("{tmp_path / 'plain'}", trust_remote_code=True)
-    assert type(model).__name__ == "ORTModelForWhisper", type(model)
+    assert type(model).__name__ == "TformerORTModelForWhisper", type(model)
     assert torch.equal(model.generate(data["values"], max_new_tokens=8, return_timestamps=True), data["tokens"])
     asr = pipeline("automatic-speech-recognition", model="{tmp_path / 'plain'}", trust_remote_code=True,
                    accelerator="ort")
@@ -185,3 +185,23 @@ def test_a_speech_checkpoint_without_its_feature_extractor_warns_how_to_add_one(
     (folder / "preprocessor_config.json").unlink()
     with pytest.warns(MissingPreprocessorWarning, match="no preprocessor_config.json.*WhisperProcessor"):
         export_onnx(str(folder), str(tmp_path / "onnx"), TASK, validate=False)
+
+
+def test_token_timestamps_are_refused_by_onnx_runtime_with_what_to_do(exported):
+    """Word-level timestamps need the decoder's cross-attention weights, which the export does not output: a
+    ValueError saying so and naming the PyTorch model, for generate() and for the pipeline's word timestamps
+    (before: AttributeError: 'DummyWhisperModel' object has no attribute 'config')."""
+    from hf_tformer_export.runtime import TOKEN_TIMESTAMPS_REFUSED
+    from hf_tformer.pipeline_tformer_whisper import TformerSpeechRecognitionPipeline
+
+    _, tokenizer, _, out, _ = exported
+    ort = load_ort_model(out, TASK)
+    with pytest.raises(ValueError, match="token-level timestamps .* not available from the ONNX export") as error:
+        ort.generate(features(1.2, batch=1), return_token_timestamps=True, max_new_tokens=4)
+    assert str(error.value) == TOKEN_TIMESTAMPS_REFUSED and "AutoModelForSpeechSeq2Seq" in str(error.value)
+    asr = transformers.pipeline("automatic-speech-recognition", model=ort, tokenizer=tokenizer,
+                                feature_extractor=feature_extractor(), pipeline_class=TformerSpeechRecognitionPipeline)
+    with pytest.raises(ValueError, match="return_timestamps='word'.*Use the PyTorch model"):
+        asr(waveform(1.5), return_timestamps="word", generate_kwargs=dict(max_new_tokens=4))
+    # what the export does give: segment-level timestamps
+    assert "chunks" in asr(waveform(1.5), return_timestamps=True, generate_kwargs=dict(max_new_tokens=4))
