@@ -6,6 +6,12 @@ instead of NaN. `None` means "no mask": SDPA and flash attention then apply caus
 `is_causal`, which keeps their fast kernels. Flash attention takes the 2D padding mask unchanged (it unpads
 internally); flex attention gets a BlockMask over the same boolean pattern (torch 2.13's CPU flex kernel corrupts
 memory when a score_mod reads a captured additive mask, and a BlockMask also lets it skip masked blocks).
+
+Packed rows (padding-free training, DataCollatorWithFlattening): several sequences in one row, their position_ids
+restarting, no attention_mask. As transformers' masking_utils decides it, a new sequence starts wherever a position
+is not its predecessor + 1, and each query then sees only its own sequence's keys (a block-diagonal causal mask).
+A custom 4-D mask, (batch, 1, query, key) boolean (True = attend) or additive, is taken as given, as transformers'
+models take it: it replaces the padding and causal masks.
 """
 
 from typing import Optional
@@ -56,6 +62,56 @@ def check_padding_mask(attention_mask: torch.Tensor, batch_size: int, expected_l
         )
 
 
+def packed_sequence_ids(position_ids: torch.Tensor, batch_size: int) -> Optional[torch.Tensor]:
+    """(batch, query) index of the sequence each token belongs to in rows packed with several sequences: a new one
+    starts wherever a position is not its predecessor + 1 (position_ids of [[0, 1, 2, 0, 1]] give [[0, 0, 0, 1, 1]]).
+    None when no row restarts: read eagerly only (a device sync), so unpacked inputs keep a mask-free kernel; under
+    tracing the ids are always returned and the graph serves both."""
+    position_ids = position_ids.expand(batch_size, -1)  # (batch, query): given positions may be (1, query)
+    previous = torch.cat([position_ids[:, :1] - 1, position_ids[:, :-1]], dim=-1)
+    sequence_ids = (position_ids != previous + 1).cumsum(-1)  # (batch, query)
+    if validating_inputs() and not bool(sequence_ids[:, -1].any()):
+        return None
+    return sequence_ids
+
+
+def custom_attention_mask(
+    attention_mask: torch.Tensor,
+    *,
+    batch_size: int,
+    query_length: int,
+    kv_length: int,
+    dtype: torch.dtype,
+    attn_implementation: Optional[str],
+) -> Optional[torch.Tensor]:
+    """A caller's 4-D mask, (batch or 1, 1, query, kv_length), boolean (True = attend) or additive (0 = attend,
+    a large negative value = not), as the attention implementation takes it (additive, or flex's BlockMask)."""
+    expected = (query_length, kv_length)
+    if validating_inputs() and (
+        attention_mask.shape[0] not in (1, batch_size) or attention_mask.shape[1] != 1
+        or tuple(attention_mask.shape[2:]) != expected
+    ):
+        raise ValueError(
+            f"a 4-D attention_mask has shape {tuple(attention_mask.shape)} but these inputs need ({batch_size}, 1, "
+            f"{query_length}, {kv_length}) (batch, 1, query, past + current keys), boolean (True = attend) or "
+            "additive (0 = attend); or pass a 2-D (batch, keys) padding mask."
+        )
+    if attn_implementation in MASK_FREE_IMPLEMENTATIONS:
+        return None
+    if _is_flash(attn_implementation):
+        raise ValueError(
+            f"attn_implementation={attn_implementation!r} takes a 2-D (batch, keys) padding mask only, not a 4-D "
+            "attention_mask; use 'sdpa', 'eager' or 'flex_attention' for a custom mask."
+        )
+    if attention_mask.dtype == torch.bool:
+        allowed = attention_mask
+    elif attn_implementation == "flex_attention":
+        allowed = attention_mask == 0
+    else:
+        return attention_mask.to(dtype).expand(batch_size, 1, query_length, kv_length)
+    return _finish(allowed.expand(batch_size, 1, query_length, kv_length), dtype, attn_implementation)
+
+
 def self_attention_mask(
     attention_mask: Optional[torch.Tensor],
     *,
@@ -69,23 +125,30 @@ def self_attention_mask(
     force_explicit: bool = False,
     sliding_window: Optional[int] = None,
     kv_offset: int = 0,
+    sequence_ids: Optional[torch.Tensor] = None,
 ) -> Optional[torch.Tensor]:
     """Mask for self attention over `kv_length` keys, of which the last `query_length` are the queries.
 
-    attention_mask: (batch, past + query) of 0/1, or None for "attend everywhere allowed".
+    attention_mask: (batch, past + query) of 0/1, or None for "attend everywhere allowed"; a 4-D mask is taken as
+        given (`custom_attention_mask`).
     cache_position: (query,) absolute position of each query in the key sequence.
     kv_length may exceed past + query (a static cache); those slots are masked as padding.
     sliding_window: a causal query sees the keys in (query - window, query]; a bidirectional one those with
         |key - query| < window. Flash attention applies it itself (its `sliding_window` kwarg).
     kv_offset: absolute position of the first key (a sliding-window cache keeps only the last window - 1 keys).
+    sequence_ids: (batch, query) from `packed_sequence_ids`, for a row of packed sequences with nothing cached
+        before it (queries = keys): a query then sees only the keys of its own sequence.
     """
+    if attention_mask is not None and attention_mask.dim() == 4:
+        return custom_attention_mask(attention_mask, batch_size=batch_size, query_length=query_length,
+                                     kv_length=kv_length, dtype=dtype, attn_implementation=attn_implementation)
     if attn_implementation in MASK_FREE_IMPLEMENTATIONS:
         return None
     if attention_mask is not None and kv_offset:
         attention_mask = attention_mask[:, kv_offset:]  # (batch, kv_length): the keys the cache still holds
     if _is_flash(attn_implementation):
         return attention_mask
-    if attention_mask is None and not force_explicit and sliding_window is None:
+    if attention_mask is None and not force_explicit and sliding_window is None and sequence_ids is None:
         if not is_causal or attn_implementation in _KERNELS_WITH_OWN_CAUSALITY:
             return None
     device = cache_position.device
@@ -100,6 +163,8 @@ def self_attention_mask(
     else:
         allowed = torch.ones(query_length, kv_length, dtype=torch.bool, device=device)
     allowed = allowed[None, None]  # (1, 1, query, key)
+    if sequence_ids is not None:  # packed rows: (batch, 1, query, key), True within one sequence
+        allowed = allowed & (sequence_ids[:, None, :, None] == sequence_ids[:, None, None, :])
     if attention_mask is not None:
         padding = attention_mask.to(device=device, dtype=torch.bool)
         padding = torch.nn.functional.pad(padding, (0, kv_length - padding.shape[-1]))  # static cache slots

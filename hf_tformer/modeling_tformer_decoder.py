@@ -14,7 +14,7 @@ from transformers.modeling_outputs import (
 )
 
 from .configuration_tformer import TformerDecoderConfig
-from .heads import causal_lm_loss, last_token_index, lm_logits, sequence_classification_loss
+from .heads import causal_lm_loss, last_token_index, lm_logits, sequence_classification_loss, token_loss
 from .linear import TformerLinear
 from .moe import load_balancing_loss
 from .pretrained import (
@@ -34,6 +34,7 @@ from .block import TformerBlock  # noqa: F401
 from .config_checks import check_config  # noqa: F401
 from .embeddings import TformerEmbeddings  # noqa: F401
 from .feed_forward import TformerFeedForward  # noqa: F401
+from .input_checks import check_forward_kwargs  # noqa: F401
 from .masks import self_attention_mask  # noqa: F401
 from .norms import build_norm  # noqa: F401
 from .positions import apply_rotary  # noqa: F401
@@ -139,8 +140,12 @@ class TformerDecoderForCausalLM(TformerDecoderPreTrainedModel, TformerGeneration
         logits_to_keep: Union[int, torch.Tensor] = 0,
         output_router_logits: Optional[bool] = None,
         return_dict: Optional[bool] = None,
+        shift_labels: Optional[torch.LongTensor] = None,
         **kwargs: Any,
     ) -> Union[CausalLMOutputWithPast, MoeCausalLMOutputWithPast, tuple]:
+        """shift_labels: targets already aligned with the logits (position t predicts shift_labels[t]), as
+        sequence / context-parallel training hands them (the shift must happen before the sequence is sharded);
+        they take the place of `labels`."""
         output_router_logits = config_flag(output_router_logits, self.config, "output_router_logits")
         outputs = self.model(
             input_ids,
@@ -155,7 +160,11 @@ class TformerDecoderForCausalLM(TformerDecoderPreTrainedModel, TformerGeneration
         )
         # generate() asks for the last position only: skip the vocabulary projection of the rest.
         logits = lm_logits(self.lm_head, outputs.last_hidden_state, logits_to_keep, self.config)
-        loss = causal_lm_loss(logits, labels) if labels is not None else None
+        loss = None
+        if shift_labels is not None:
+            loss = token_loss(logits, shift_labels)
+        elif labels is not None:
+            loss = causal_lm_loss(logits, labels)
         fields = dict(
             logits=logits,
             past_key_values=outputs.past_key_values,

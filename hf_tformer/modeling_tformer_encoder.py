@@ -32,6 +32,7 @@ from .block import TformerBlock  # noqa: F401
 from .config_checks import check_config  # noqa: F401
 from .embeddings import TformerEmbeddings  # noqa: F401
 from .feed_forward import TformerFeedForward  # noqa: F401
+from .input_checks import check_forward_kwargs  # noqa: F401
 from .masks import self_attention_mask  # noqa: F401
 from .moe import TformerSparseMoe  # noqa: F401
 from .norms import build_norm  # noqa: F401

@@ -10,6 +10,7 @@ from transformers.modeling_outputs import BaseModelOutput, Seq2SeqLMOutput, Seq2
 
 from .configuration_tformer import TformerEncoderDecoderConfig
 from .heads import lm_logits, token_loss
+from .input_checks import check_class_labels
 from .linear import TformerLinear
 from .pretrained import (
     TformerGenerationMixin,
@@ -53,9 +54,13 @@ def run_encoder_stack(
     output_attentions: Optional[bool] = None,
     output_hidden_states: Optional[bool] = None,
     return_dict: Optional[bool] = None,
+    past_key_values: Optional[Cache] = None,
     **kwargs: Any,
 ) -> Union[BaseModelOutput, tuple]:
-    """A front end's (batch, seq, hidden) through the encoder stack, as the encoder output generate() expects."""
+    """A front end's (batch, seq, hidden) through the encoder stack, as the encoder output generate() expects.
+
+    past_key_values is the decoder's and is dropped: transformers 4.57's generate() hands the encoder every model
+    kwarg not named decoder_* / use_cache, among them the cache of a generation being continued."""
     outputs = stack(
         inputs_embeds,
         attention_mask=attention_mask,
@@ -191,7 +196,7 @@ class TformerEncoderDecoderModel(TformerEncoderDecoderPreTrainedModel):
         if use_cache and past_key_values is None:
             past_key_values = EncoderDecoderCache(DynamicCache(), DynamicCache())
         decoder_outputs = self.decoder(
-            embed_input_ids(self.shared, decoder_input_ids, decoder_inputs_embeds),
+            embed_input_ids(self.shared, decoder_input_ids, decoder_inputs_embeds, "decoder_"),
             attention_mask=decoder_attention_mask,
             position_ids=decoder_position_ids,
             encoder_hidden_states=encoder_outputs.last_hidden_state,
@@ -236,6 +241,7 @@ class TformerEncoderDecoderForConditionalGeneration(TformerEncoderDecoderPreTrai
         self.lm_head = value
 
     def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
+        check_class_labels(labels, self.config.vocab_size, labels.shape)  # before the shift makes them decoder inputs
         return shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)
 
     def forward(

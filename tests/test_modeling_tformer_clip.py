@@ -193,6 +193,9 @@ def test_config_round_trips_with_its_towers(tmp_path):
     assert (again.text_config.hidden_act, again.vision_config.embedding_layernorm) == ("quick_gelu", True)
     saved = json.loads((tmp_path / "config.json").read_text())
     assert saved["text_config"]["model_type"] == "hf_tformer_clip_text" and saved["projection_dim"] == 24
+    # a tower's config reads its part of the dual encoder's config.json, as CLIPTextConfig.from_pretrained does
+    assert ht.TformerCLIPTextConfig.from_pretrained(tmp_path).to_dict() == config.text_config.to_dict()
+    assert ht.TformerCLIPVisionConfig.from_pretrained(tmp_path).to_dict() == config.vision_config.to_dict()
 
 
 _FRESH_PROCESS = """

@@ -127,3 +127,15 @@ def test_tuple_caches_are_refused_with_a_clear_error():
     model = causal_lm()
     with pytest.raises(TypeError, match="Cache"):
         model(random_ids(1, 3), past_key_values=((torch.zeros(1), torch.zeros(1)),))
+
+
+def test_shift_labels_are_aligned_targets_that_take_the_place_of_labels():
+    """Sequence / context-parallel training shifts before sharding and passes `shift_labels` (transformers' causal LM
+    loss): the loss is then labels-free next-token cross entropy, the same as `labels` shifted here."""
+    model = causal_lm()
+    ids = random_ids(2, 6)
+    labels = random_ids(2, 6, seed=3)
+    shifted = torch.nn.functional.pad(labels[:, 1:], (0, 1), value=-100)  # position t predicts labels[t + 1]
+    reference = model(ids, labels=labels).loss
+    torch.testing.assert_close(model(ids, shift_labels=shifted).loss, reference)
+    torch.testing.assert_close(model(ids, labels=random_ids(2, 6, seed=4), shift_labels=shifted).loss, reference)

@@ -74,3 +74,21 @@ def test_one_embedding_table_serves_encoder_decoder_and_head():
 def test_encoder_and_decoder_depths_are_separate():
     model = seq2seq(encoder_layers=3, decoder_layers=1)
     assert len(model.model.encoder.layers) == 3 and len(model.model.decoder.layers) == 1
+
+
+@pytest.mark.parametrize("use_reentrant", [True, False])
+def test_gradient_checkpointing_gives_the_gradients_of_a_plain_backward(use_reentrant):
+    """Reentrant checkpointing recomputes each decoder block from its positional inputs: the encoder states must be
+    one of them, or every block backpropagates into the (already freed) encoder graph."""
+    ids, labels = random_ids(2, 6), random_ids(2, 5, seed=1)
+    gradients = []
+    for checkpointing in (False, True):
+        model = ht.TformerEncoderDecoderForConditionalGeneration(tiny_config("encoder_decoder")).train()
+        model.load_state_dict(seq2seq().state_dict())
+        if checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": use_reentrant})
+        model(input_ids=ids, labels=labels).loss.backward()
+        gradients.append({name: parameter.grad for name, parameter in model.named_parameters()})
+    assert all(gradient is not None for gradient in gradients[1].values())
+    for name, gradient in gradients[0].items():
+        torch.testing.assert_close(gradients[1][name], gradient, atol=1e-6, rtol=1e-5, msg=name)
