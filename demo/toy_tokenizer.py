@@ -3,6 +3,8 @@ and wrap them as transformers fast tokenizers that save next to a checkpoint; tr
 tokenizers over vocabularies built here (the dual-encoder and speech steps, and the tests)."""
 
 import json
+import math
+from collections import Counter
 from typing import Iterable, Literal
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
@@ -33,30 +35,28 @@ def train_tokenizer(kind: Kind, vocab_size: int = 160, corpus: Iterable[str] = C
     end, so a prompt can be continued (decoders); Unigram appends [EOS] to each source (encoder-decoders).
 
     split_digits=True makes every digit its own token (numbers are then copied digit by digit, e.g. dates)."""
+    normalizer = normalizers.Lowercase()
+    pre_tokenizer = pre_tokenizers.BertPreTokenizer() if kind == "wordpiece" else pre_tokenizers.Metaspace()
+    if split_digits:
+        pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizer, pre_tokenizers.Digits(individual_digits=True)])
     if kind == "wordpiece":
-        tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-        trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_ORDER,
-                                           show_progress=False)
-        tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        tokenizer = Tokenizer(_whole_word_wordpiece(_word_counts(corpus, normalizer, pre_tokenizer), vocab_size))
         tokenizer.decoder = decoders.WordPiece()
-    elif kind == "bpe":
+    elif kind == "bpe":  # the BPE trainer breaks ties by pair order: the same merges in every process
         tokenizer = Tokenizer(models.BPE(unk_token="[UNK]"))
-        trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_ORDER, show_progress=False)
-        tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
         tokenizer.decoder = decoders.Metaspace()
     elif kind == "unigram":
-        tokenizer = Tokenizer(models.Unigram())
-        trainer = trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_ORDER, unk_token="[UNK]",
-                                         show_progress=False)
-        tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
+        tokenizer = Tokenizer(_whole_word_unigram(_word_counts(corpus, normalizer, pre_tokenizer), vocab_size))
         tokenizer.decoder = decoders.Metaspace()
     else:
         raise ValueError(f"kind={kind!r} is not one of 'wordpiece', 'bpe', 'unigram'.")
-    if split_digits:
-        tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
-            [tokenizer.pre_tokenizer, pre_tokenizers.Digits(individual_digits=True)])
-    tokenizer.normalizer = normalizers.Lowercase()
-    tokenizer.train_from_iterator(list(corpus), trainer=trainer)
+    tokenizer.normalizer = normalizer
+    tokenizer.pre_tokenizer = pre_tokenizer
+    if kind == "bpe":
+        trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_ORDER, show_progress=False)
+        tokenizer.train_from_iterator(list(corpus), trainer=trainer)
+    else:  # already in the vocabulary, with ids 0..6: marked special so that text never splits them
+        tokenizer.add_special_tokens(SPECIAL_ORDER)
     ids = {token: tokenizer.token_to_id(token) for token in SPECIAL_ORDER}
     if kind == "wordpiece":
         tokenizer.post_processor = processors.TemplateProcessing(
@@ -76,6 +76,43 @@ def train_tokenizer(kind: Kind, vocab_size: int = 160, corpus: Iterable[str] = C
         wrapped.model_input_names = ["input_ids", "attention_mask"]
     return wrapped
 
+
+def _word_counts(corpus: Iterable[str], normalizer, pre_tokenizer) -> Counter:
+    """How often each pre-tokenized word occurs in the corpus (as the tokenizer will see it)."""
+    counts: Counter = Counter()
+    for text in corpus:
+        counts.update(word for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text)))
+    return counts
+
+
+def _vocabulary(counts: Counter, vocab_size: int, continuation: str = "") -> tuple[list[str], list[str]]:
+    """(characters, whole words) in a fixed order: the characters (and `continuation` + each, WordPiece's "##x"),
+    then the most frequent words, ties by spelling, while they fit. `tokenizers`' WordPiece and Unigram trainers
+    order ties by hash and so differ between processes; this does not, so tokenizer.json is the same every run."""
+    characters = sorted({character for word in counts for character in word})
+    if continuation:
+        characters += [continuation + character for character in characters]
+    room = max(vocab_size - len(SPECIAL_ORDER) - len(characters), 0)
+    words = sorted((word for word in counts if len(word) > 1), key=lambda word: (-counts[word], word))[:room]
+    return characters, words
+
+
+def _whole_word_wordpiece(counts: Counter, vocab_size: int) -> models.WordPiece:
+    """WordPiece over whole words and single characters: a word outside the vocabulary is spelled out."""
+    characters, words = _vocabulary(counts, vocab_size, continuation="##")
+    vocab = {token: index for index, token in enumerate([*SPECIAL_ORDER, *characters, *words])}
+    return models.WordPiece(vocab, unk_token="[UNK]")
+
+
+def _whole_word_unigram(counts: Counter, vocab_size: int) -> models.Unigram:
+    """Unigram over whole words, scored by their log frequency, and single characters, scored far below any word:
+    Viterbi keeps a known word whole and spells an unknown one out."""
+    characters, words = _vocabulary(counts, vocab_size)
+    total = sum(counts.values())
+    floor = math.log(1 / total) - 10.0
+    pieces = [(token, 0.0) for token in SPECIAL_ORDER] + [(c, floor) for c in characters] + [
+        (word, math.log(counts[word] / total)) for word in words]
+    return models.Unigram(pieces, unk_id=SPECIAL_ORDER.index("[UNK]"), byte_fallback=False)
 
 def _byte_characters() -> list[str]:
     """The 256 printable characters byte-level BPE writes bytes as (GPT-2 / CLIP's table), in byte order."""

@@ -200,3 +200,26 @@ def test_a_failed_export_is_a_failed_check_and_the_report_still_renders():
     report = markdown(summary, "loss_curves.png")
     assert "SOME CHECKS FAILED" in report and "**FAIL**" in report and "| - |" in report
     assert "1 skipped by --quick: held-out quality >= 90%" in report and "| skipped (--quick) |" in report
+
+
+def test_toy_tokenizers_are_the_same_in_every_process():
+    """tokenizer.json is identical run to run (the trainers of `tokenizers` order WordPiece / Unigram ties by hash,
+    so the demo's vocabulary, and its saved folders, used to differ between runs)."""
+    script = ("import hashlib\nfrom hf_tformer_demo.toy_tokenizer import train_tokenizer\n"
+              "print([hashlib.sha256(train_tokenizer(kind, split_digits=kind == 'unigram').backend_tokenizer.to_str()"
+              ".encode()).hexdigest() for kind in ('wordpiece', 'bpe', 'unigram')])")
+    runs = {subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                           check=True).stdout.strip().splitlines()[-1] for _ in range(3)}
+    assert len(runs) == 1, runs
+
+
+def test_toy_tokenizers_keep_known_words_whole_and_spell_out_unknown_ones():
+    from hf_tformer_demo.toy_tokenizer import train_tokenizer
+
+    wordpiece, unigram = train_tokenizer("wordpiece"), train_tokenizer("unigram")
+    assert wordpiece.tokenize("The quick foxes") == ["the", "quick", "fox", "##e", "##s"]
+    assert unigram.tokenize("The quick foxes") == ["▁the", "▁quick", "▁fox", "e", "s"]
+    assert [wordpiece.convert_ids_to_tokens(i) for i in range(7)] == [
+        "[PAD]", "[BOS]", "[EOS]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    assert unigram.decode(unigram("paris is the capital")["input_ids"], skip_special_tokens=True) == \
+        "paris is the capital"
