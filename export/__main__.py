@@ -5,7 +5,7 @@
 cannot export a model type it does not know.
 
 `add_arguments` / `run` are the one implementation of `export onnx`, used here and by the `hf-tformer` command
-(hf_tformer_cli). Building the parser imports no optimum; running checks for optimum-onnx first.
+(hf_tformer_cli). Neither needs optimum; the export checks for onnx and onnxruntime first.
 """
 
 import argparse
@@ -16,9 +16,10 @@ from hf_tformer_conversion.tolerance import EXPORT_TOLERANCE, summary
 
 from .tasks import ATTENTION_MODES, DEFAULT_OPSET, TASKS
 
-DESCRIPTION = ("Export an hf_tformer checkpoint to ONNX through optimum and validate it with ONNX Runtime (per output "
+DESCRIPTION = ("Export an hf_tformer checkpoint to ONNX (torch.onnx; optimum's file layout, so optimum's ORTModel* load "
+               "it too) and validate it with ONNX Runtime (per output "
                f"max |diff| <= {EXPORT_TOLERANCE.formula()}; no NaN / inf; identical greedy tokens; or nothing is "
-               "written). Needs optimum-onnx (the transformers 4.57 environment). Tasks: "
+               "written). Needs onnx and onnxruntime (pip install 'hf-tformer[ort]'), any transformers version. Tasks: "
                + "; ".join(f"{model_type}: {', '.join(tasks)}" for model_type, tasks in TASKS.items()) + ".")
 
 
@@ -41,14 +42,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def require_optimum_onnx() -> None:
-    """A ClientVersionError (a ValueError) that says where ONNX export runs, instead of an ImportError traceback."""
+    """A ClientVersionError (a ValueError) that says where optimum's own tools run, instead of an ImportError."""
     from hf_tformer_conversion.clients import ClientVersionError, require_client
 
     try:
         require_client("optimum-onnx")
     except ClientVersionError as error:
-        raise ClientVersionError(f"ONNX export needs optimum-onnx, which requires transformers < 4.58: run it in the "
-                                 f"transformers 4.57 environment (pip install 'hf-tformer[onnx]'). {error}") from None
+        raise ClientVersionError(f"optimum's ORTModel classes and optimum-cli need optimum-onnx, which requires "
+                                 f"transformers < 4.58: run them in a transformers 4.57 environment (pip install "
+                                 f"'hf-tformer[onnx]'). `hf-tformer export onnx` and hf_tformer_export.load_ort_model "
+                                 f"need neither. {error}") from None
+
+
+def require_onnx_runtime(packages: tuple[str, ...] = ("onnx", "onnxruntime")) -> None:
+    """A ValueError naming the missing package and the install command, instead of a ModuleNotFoundError.
+    packages: what the caller needs (exporting: both; running an export: onnxruntime alone)."""
+    import importlib.util
+
+    missing = [name for name in packages if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ValueError(f"ONNX export and ONNX Runtime inference need {' and '.join(missing)}, which this "
+                         "environment lacks: pip install 'hf-tformer[ort]' (onnx, onnxruntime-gpu; its CPU "
+                         "provider works without a GPU).")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -61,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    require_optimum_onnx()
+    require_onnx_runtime()
     from .export import export_onnx
 
     report = export_onnx(args.model, args.output, args.task, attention=args.attention, opset=args.opset,

@@ -1,8 +1,10 @@
-"""Export an hf_tformer checkpoint to ONNX through optimum, validate it, and write it atomically.
+"""Export an hf_tformer checkpoint to ONNX, validate it, and write it atomically.
 
-Steps: check the folder and the task, load the model (fused attention by default), let optimum export it into a
-staging folder next to the destination, optionally add an INT8 (CPU) and an FP16 (GPU) variant, validate the fp32
-graph against PyTorch with ONNX Runtime, then rename the staging folder into place. A failed step leaves nothing.
+Steps: check the folder and the task, load the model (fused attention by default), trace its graphs with torch.onnx
+into a staging folder next to the destination (torch_onnx.py: our own exporter, no optimum, any transformers
+version; optimum's file layout and names), optionally add an INT8 (CPU) and an FP16 (GPU) variant, validate the
+fp32 graphs against PyTorch with ONNX Runtime, then rename the staging folder into place. A failed step leaves
+nothing.
 """
 
 import collections
@@ -16,10 +18,11 @@ from hf_tformer_conversion.tolerance import EXPORT_TOLERANCE, ToleranceRule
 from hf_tformer_conversion.user_errors import check_folder, read_config_json
 
 from .model_card import write_export_card
-from .onnx_configs import DEFAULT_OPSET, register
 from .runtime import variant_name
-from .tasks import ATTENTION_MODES, CLIP, CLIP_VISION, TASKS, VISION, WHISPER, check_opset, optimum_task
-from .tied_head import gemms_to_matmuls, share_tied_lm_head
+from .tasks import (ATTENTION_MODES, CLIP, CLIP_VISION, DEFAULT_OPSET, TASKS, VISION, WHISPER, check_opset,
+                    optimum_task)
+from .tied_head import gemms_to_matmuls
+from .torch_onnx import export_graphs, load_for_export, save_loading_files
 from .validate import ValidationReport, quantization_report, validate_export
 
 FOLDER_FIX = "it is not an hf_tformer checkpoint: export takes a saved hf_tformer checkpoint folder."
@@ -34,6 +37,7 @@ class MissingPreprocessorWarning(UserWarning):
 
 MissingImageProcessorWarning = MissingPreprocessorWarning  # the earlier name, kept for callers that filter on it
 # What each model type's pipelines load from preprocessor_config.json, and how to save one.
+PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json")
 PREPROCESSORS = {VISION: "ViTImageProcessor(...)", CLIP: "CLIPProcessor(image_processor, tokenizer)",
                  CLIP_VISION: "CLIPImageProcessor(...)", WHISPER: "WhisperProcessor(feature_extractor, tokenizer)"}
 
@@ -72,27 +76,6 @@ def count_nodes(path: Path) -> dict[str, int]:
     return dict(collections.Counter(walk(model.graph)))
 
 
-def _load_for_export(checkpoint: Path, task: str, attention: str):
-    from optimum.exporters.tasks import TasksManager
-
-    kwargs = {}
-    if attention == "fused":
-        from .fused_attention import ATTN_IMPLEMENTATION, register_fused_attention
-
-        register_fused_attention()
-        kwargs["attn_implementation"] = ATTN_IMPLEMENTATION
-    model = TasksManager.get_model_from_task(task, str(checkpoint), trust_remote_code=True, framework="pt", **kwargs)
-    share_tied_lm_head(model)  # one initializer for a tied embedding / LM head, not two
-    if attention == "fused":
-        from .packed_attention import pack_self_attention
-
-        pack_self_attention(model)  # encoder self attention -> Attention op; the rest stays MultiHeadAttention
-        from .packed_causal_attention import pack_causal_self_attention
-
-        pack_causal_self_attention(model)  # CLIP's text tower (causal, no cache) -> Attention op, unidirectional
-    return model
-
-
 def quantize_int8(source: Path, target: Path) -> None:
     """Dynamic INT8 quantization of the MatMul and packed Attention weights (activations quantized at run time,
     Attention -> QAttention): the CPU path."""
@@ -123,7 +106,6 @@ def export_onnx(checkpoint: str, destination: str, task: str, *, attention: str 
 
     tolerance: the validation's rule per output (hf_tformer_conversion.tolerance); progress: a bar over the steps
     (load, export, variants, validate), for the command line."""
-    from optimum.exporters.onnx import onnx_export_from_model
     from tqdm.auto import tqdm
 
     out, folder = Path(destination), Path(checkpoint)
@@ -132,30 +114,27 @@ def export_onnx(checkpoint: str, destination: str, task: str, *, attention: str 
     check_opset(opset)
     model_type = read_model_type(folder)
     task = optimum_task(model_type, task)  # ValueError naming the valid tasks; synonyms -> optimum's name
-    if model_type in PREPROCESSORS and not (folder / "preprocessor_config.json").is_file():
+    # transformers 5 saves a processor's feature extractor / image processor inside processor_config.json
+    if model_type in PREPROCESSORS and not any((folder / name).is_file() for name in PROCESSOR_FILES):
         warnings.warn(f"{folder} has no preprocessor_config.json, so the export will have none and pipelines will "
                       f"not find its preprocessor: save the model's (e.g. {PREPROCESSORS[model_type]}"
                       f".save_pretrained('{folder}')) next to the checkpoint and export again.",
                       MissingPreprocessorWarning, stacklevel=2)
     if attention not in ATTENTION_MODES:
         raise ValueError(f"attention={attention!r} is not supported; choose one of {list(ATTENTION_MODES)}.")
-    register()
     report = ExportReport(str(out), task, attention, model_type)
     steps = 2 + quantize + fp16 + validate + 1  # load, export, the variants, validate, model card
     # Claimed here, before the model loads: a second writer to `out` is refused (staging.py).
     with staged_folder(out, force, sources=[folder]) as staging, \
             tqdm(total=steps, unit="step", disable=not progress) as bar:
         bar.set_description("load the model")
-        model = _load_for_export(folder, task, attention)
+        model = load_for_export(folder, model_type, task, attention)
         bar.update()
-        bar.set_description("export with optimum")
-        onnx_export_from_model(model, staging, task=task, opset=opset, do_validation=False)
+        bar.set_description("export with torch.onnx")
+        graphs = sorted(export_graphs(model, model_type, task, staging, opset))
+        save_loading_files(model, folder, staging)
         bar.update()
         del model
-        # Every graph (encoder and decoders of seq2seq exports too) except optimum's merged decoder: its two
-        # branches live in an If node's subgraphs, which dynamic quantization leaves untouched. ORTModelForSeq2SeqLM
-        # runs the separate decoder and decoder-with-past graphs of a variant instead.
-        graphs = sorted(p.name for p in staging.glob("*.onnx") if "_merged" not in p.name)
         for wanted, variant, make in ((quantize, "quantized", quantize_int8), (fp16, "fp16", convert_fp16)):
             if wanted:
                 bar.set_description(f"{variant} copies")

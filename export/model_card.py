@@ -1,11 +1,12 @@
-"""The model card of an export: what it was exported from, how it was validated, and how to load it with optimum."""
+"""The model card of an export: what it was exported from, how it was validated, and how to load it (our ORT
+classes on any transformers version; optimum's ORTModel* on 4.57)."""
 
 from pathlib import Path
 
 from hf_tformer_conversion.model_card import ModelCardFacts, card_base_model, hub_repo_id, write_model_card
 from hf_tformer_conversion.tolerance import card_figures
 
-from .runtime import ort_class_name
+from .runtime import ort_class, ort_class_name
 from .tasks import CLIP, CLIP_TEXT, CLIP_VISION, VISION, WHISPER
 
 
@@ -30,21 +31,27 @@ def write_export_card(folder: Path, checkpoint: Path, report) -> None:
                        f"{q.agreement:.1%}")
     fused = sorted({op for counts in report.node_counts.values() for op in counts
                     if op in ("Attention", "MultiHeadAttention", "QAttention")})
-    ort_class = ort_class_name(report.task, report.model_type)
+    optimum_class = ort_class_name(report.task, report.model_type)
+    our_class = ort_class(report.task, report.model_type).__name__
+    module = ort_class(report.task, report.model_type).__module__
     write_model_card(folder, ModelCardFacts(
         title=f"{checkpoint.name} for ONNX Runtime ({report.task})",
         pipeline_tag=pipeline_tag(report.model_type, report.task),
         base_model=card_base_model(checkpoint) or hub_repo_id(str(checkpoint)),
         tags=["onnx", "onnxruntime", "optimum"],
-        summary=f"The hf_tformer checkpoint `{checkpoint}` exported through optimum for `{report.task}` "
+        summary=f"The hf_tformer checkpoint `{checkpoint}` exported with hf_tformer_export (torch.onnx, optimum's "
+                f"file layout) for `{report.task}` "
                 f"({report.attention} attention{': ' + ', '.join(fused) + ' nodes' if fused else ''}). Graphs: "
                 f"{', '.join(report.files)}.",
         figures=figures,
-        usage=f"import hf_tformer_export\nfrom optimum.onnxruntime import {ort_class}\n\n"
-              "hf_tformer_export.register()  # teaches optimum our model types\n"
-              f"model = {ort_class}.from_pretrained(\"PATH_OR_REPO_ID\", trust_remote_code=True)\n"
-              "# or: hf_tformer_export.runtime.load_ort_model(\"PATH_OR_REPO_ID\", "
-              f"\"{report.task}\", device=\"cpu\")" + _image_pipeline_usage(report)
+        usage=f"# pip install 'hf-tformer[ort]': any transformers version, no optimum\n"
+              f"from {module} import {our_class}\n\n"
+              f"model = {our_class}.from_pretrained(\"PATH_OR_REPO_ID\")\n"
+              "# or: hf_tformer_export.load_ort_model(\"PATH_OR_REPO_ID\", "
+              f"\"{report.task}\", device=\"cpu\")\n"
+              "# optimum (transformers 4.57): hf_tformer_export.register(); then optimum.onnxruntime."
+              f"{optimum_class}.from_pretrained(\"PATH_OR_REPO_ID\", trust_remote_code=True)"
+              + _image_pipeline_usage(report)
               + _zero_shot_pipeline_usage(report) + _speech_pipeline_usage(report),
     ))
 
@@ -60,13 +67,13 @@ def validation_figures(check, inputs: str) -> list[str]:
 
 
 def _image_pipeline_usage(report) -> str:
-    """For an image export: optimum's pipeline over the model with the image processor saved next to it."""
+    """For an image export: transformers' pipeline over the model with the image processor saved next to it."""
     if report.model_type != VISION:
         return ""
-    return ("\n\nfrom optimum.pipelines import pipeline\nfrom transformers import AutoImageProcessor\n\n"
+    return ("\n\nfrom transformers import AutoImageProcessor, pipeline\n\n"
             "processor = AutoImageProcessor.from_pretrained(\"PATH_OR_REPO_ID\")  # its preprocessor_config.json\n"
             f"pipe = pipeline(\"{pipeline_tag(report.model_type, report.task)}\", model=model, "
-            "image_processor=processor, accelerator=\"ort\")")
+            "image_processor=processor)")
 
 
 def _zero_shot_pipeline_usage(report) -> str:
@@ -82,11 +89,8 @@ def _zero_shot_pipeline_usage(report) -> str:
 
 
 def _speech_pipeline_usage(report) -> str:
-    """For a speech export: optimum's ASR pipeline over the folder, which names our Whisper pipeline class (copied
-    into the export) in config.json's custom_pipelines."""
+    """For a speech export: the ASR pipeline our speech class builds from the export's own pipeline code."""
     if report.model_type != WHISPER:
         return ""
-    return ("\n\nfrom optimum.pipelines import pipeline\n\n"
-            "asr = pipeline(\"automatic-speech-recognition\", model=\"PATH_OR_REPO_ID\", trust_remote_code=True, "
-            "accelerator=\"ort\")\n"
+    return ("\n\nasr = model.speech_pipeline()  # the export's pipeline_tformer_whisper.py, tokenizer, feature extractor\n"
             "asr(waveform_16khz, chunk_length_s=30, batch_size=8, return_timestamps=True)")

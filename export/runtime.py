@@ -1,4 +1,5 @@
-"""Loading an export into optimum's ORTModel classes, on the execution provider the user asked for.
+"""Loading an export into ONNX Runtime model classes, on the execution provider the user asked for: ours (ort_*.py,
+any transformers version) by default, optimum's ORTModel* (transformers 4.57 with optimum-onnx) on request.
 
 onnxruntime-gpu lists the CUDA provider even on a machine without a GPU, and a session asked for it silently runs
 on CPU. We check first and say so: a user who asked for CUDA learns that they got CPU.
@@ -28,6 +29,23 @@ ORT_CLASSES = {
     "automatic-speech-recognition": "ORTModelForSpeechSeq2Seq",
     "automatic-speech-recognition-with-past": "ORTModelForSpeechSeq2Seq",
 }
+# Our classes, by the same task names: (module, class).
+OUR_CLASSES = {
+    "feature-extraction": ("ort_heads", "TformerORTModelForFeatureExtraction"),
+    "fill-mask": ("ort_heads", "TformerORTModelForMaskedLM"),
+    "text-classification": ("ort_heads", "TformerORTModelForSequenceClassification"),
+    "token-classification": ("ort_heads", "TformerORTModelForTokenClassification"),
+    "question-answering": ("ort_heads", "TformerORTModelForQuestionAnswering"),
+    "text-generation": ("ort_causal_lm", "TformerORTModelForCausalLM"),
+    "text-generation-with-past": ("ort_causal_lm", "TformerORTModelForCausalLM"),
+    "text2text-generation": ("ort_seq2seq", "TformerORTModelForSeq2SeqLM"),
+    "text2text-generation-with-past": ("ort_seq2seq", "TformerORTModelForSeq2SeqLM"),
+    "image-classification": ("ort_heads", "TformerORTModelForImageClassification"),
+    "zero-shot-image-classification": ("ort_heads", "TformerORTModelForZeroShotImageClassification"),
+    "automatic-speech-recognition": ("ort_seq2seq", "TformerORTModelForSpeechSeq2Seq"),
+    "automatic-speech-recognition-with-past": ("ort_seq2seq", "TformerORTModelForSpeechSeq2Seq"),
+}
+BACKENDS = ("hf_tformer", "optimum")
 # Where the class depends on the model type too: the dual encoder's feature-extraction graph is its zero-shot graph
 # (as optimum exports native CLIP), which ORTModelForFeatureExtraction cannot run (it returns last_hidden_state only).
 ORT_CLASSES_BY_MODEL_TYPE = {("hf_tformer_clip", "feature-extraction"): "ORTModelForZeroShotImageClassification"}
@@ -124,10 +142,37 @@ def _model_type(folder: Path) -> Optional[str]:
     return json.loads(config.read_text()).get("model_type") if config.is_file() else None
 
 
-def load_ort_model(folder: str | Path, task: str, device: str = "cpu", variant: Optional[str] = None, **kwargs):
-    """The optimum ORTModel for `task` over an export folder (our configs registered, remote config code trusted).
+def ort_class(task: str, model_type: Optional[str] = None) -> type:
+    """Our ONNX Runtime model class for `task` (the dual encoder's feature extraction runs its zero-shot graph)."""
+    import importlib
 
-    variant: None for the fp32 graphs, "quantized" or "fp16" for the `*_quantized.onnx` / `*_fp16.onnx` ones."""
+    task = TASK_SYNONYMS.get(task, task)
+    if (model_type, task) in ORT_CLASSES_BY_MODEL_TYPE:
+        task = "zero-shot-image-classification"
+    if task not in OUR_CLASSES:
+        raise ValueError(f"task={task!r} has no ONNX Runtime model class; expected one of {sorted(OUR_CLASSES)}.")
+    module, name = OUR_CLASSES[task]
+    return getattr(importlib.import_module(f"{__package__}.{module}"), name)
+
+
+def load_ort_model(folder: str | Path, task: str, device: str = "cpu", variant: Optional[str] = None,
+                   backend: str = "hf_tformer", **kwargs):
+    """The ONNX Runtime model for `task` over an export folder (remote config code trusted).
+
+    variant: None for the fp32 graphs, "quantized" or "fp16" for the `*_quantized.onnx` / `*_fp16.onnx` ones.
+    backend: "hf_tformer" (our classes, ort_*.py, any transformers version) or "optimum" (optimum's ORTModel*,
+    which needs optimum-onnx and so transformers 4.57)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend={backend!r} is not supported; choose one of {list(BACKENDS)}.")
+    if backend == "hf_tformer":
+        task = TASK_SYNONYMS.get(task, task)
+        if task not in OUR_CLASSES:
+            raise ValueError(f"task={task!r} has no ONNX Runtime model class; expected one of {sorted(OUR_CLASSES)}.")
+        return ort_class(task, _model_type(Path(folder))).from_pretrained(
+            folder, provider=resolve_provider(device), variant=variant, **kwargs)
+    from .__main__ import require_optimum_onnx
+
+    require_optimum_onnx()  # a ValueError saying where optimum runs, not a ModuleNotFoundError
     import optimum.onnxruntime as ort_models
 
     from .onnx_configs import register

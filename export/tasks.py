@@ -42,6 +42,26 @@ ATTENTION_MODES = ("fused", "plain")
 SEQ2SEQ_TASKS = ("text2text-generation", "automatic-speech-recognition")
 
 
+# The transformers Auto class that loads a checkpoint for each task (the model the export traces and validates).
+AUTO_CLASSES = {
+    "feature-extraction": "AutoModel", "fill-mask": "AutoModelForMaskedLM",
+    "text-classification": "AutoModelForSequenceClassification",
+    "token-classification": "AutoModelForTokenClassification", "question-answering": "AutoModelForQuestionAnswering",
+    "text-generation": "AutoModelForCausalLM", "text-generation-with-past": "AutoModelForCausalLM",
+    "text2text-generation": "AutoModelForSeq2SeqLM", "text2text-generation-with-past": "AutoModelForSeq2SeqLM",
+    "image-classification": "AutoModelForImageClassification",
+    "zero-shot-image-classification": "AutoModelForZeroShotImageClassification",
+    "automatic-speech-recognition": "AutoModelForSpeechSeq2Seq",
+    "automatic-speech-recognition-with-past": "AutoModelForSpeechSeq2Seq",
+}
+
+
+def auto_class_name(model_type: str, task: str) -> str:
+    """The Auto class name that loads `model_type` for `task` (synonyms resolved); ValueError for a task the model
+    type does not have."""
+    return AUTO_CLASSES[optimum_task(model_type, task)]
+
+
 def check_opset(opset: int) -> None:
     """A ValueError, before any work, for an opset outside what our graphs export at (MIN_OPSET to torch's max)."""
     from torch.onnx import _constants  # torch's own ceiling (23 in torch 2.13); a newer opset fails in torch

@@ -17,20 +17,10 @@ from hf_tformer_conversion.tolerance import (EXPORT_TOLERANCE, Compared, OutputC
                                             other_attention)
 
 from .runtime import load_ort_model
-from .tasks import VISION, WHISPER, is_generative, is_seq2seq
+from .tasks import AUTO_CLASSES, VISION, WHISPER, is_generative, is_seq2seq
 from .validate_clip import clip_model_type, clip_quantization_report, validate_clip_export
 
 FP32_ATOL = EXPORT_TOLERANCE.floor  # the absolute floor of the validation (the whole rule: EXPORT_TOLERANCE)
-_AUTO_CLASSES = {
-    "feature-extraction": "AutoModel", "fill-mask": "AutoModelForMaskedLM",
-    "text-classification": "AutoModelForSequenceClassification",
-    "token-classification": "AutoModelForTokenClassification", "question-answering": "AutoModelForQuestionAnswering",
-    "text-generation": "AutoModelForCausalLM", "text-generation-with-past": "AutoModelForCausalLM",
-    "text2text-generation": "AutoModelForSeq2SeqLM", "text2text-generation-with-past": "AutoModelForSeq2SeqLM",
-    "image-classification": "AutoModelForImageClassification",
-    "automatic-speech-recognition": "AutoModelForSpeechSeq2Seq",
-    "automatic-speech-recognition-with-past": "AutoModelForSpeechSeq2Seq",
-}
 
 
 @dataclass
@@ -140,7 +130,8 @@ def validate_export(checkpoint: str | Path, folder: str | Path, task: str,
 
     if clip_model_type(checkpoint):  # every output of the graph, by name (validate_clip.py)
         return validate_clip_export(checkpoint, folder, task, tolerance, seed)
-    reference = getattr(transformers, _AUTO_CLASSES[task]).from_pretrained(str(checkpoint), trust_remote_code=True)
+    reference = getattr(transformers, AUTO_CLASSES[task]).from_pretrained(str(checkpoint), trust_remote_code=True,
+        dtype=torch.float32)  # fp32 whatever the checkpoint stores (5.x loads its own dtype by default)
     reference.eval()
     exported = load_ort_model(folder, task)
     inputs = _inputs(reference.config, task, seed)

@@ -84,12 +84,13 @@ def validate_clip_export(checkpoint: str | Path, folder: str | Path, task: str, 
                          seed: int = 1234):
     """Raise ValueError when an output of model.onnx holds NaN / inf or differs from PyTorch's beyond its tolerance
     (hf_tformer_conversion.tolerance); else a ValidationReport."""
-    import transformers
-
+    from .torch_onnx import checkpoint_class
     from .validate import ValidationReport
 
     auto = "AutoModelForZeroShotImageClassification" if task == "zero-shot-image-classification" else "AutoModel"
-    reference = getattr(transformers, auto).from_pretrained(str(checkpoint), trust_remote_code=True).eval()
+    reference = checkpoint_class(Path(checkpoint), auto).from_pretrained(str(checkpoint), trust_remote_code=True,
+        dtype=torch.float32)  # fp32 whatever the checkpoint stores (5.x loads its own dtype by default)
+    reference.eval()
     path = Path(folder) / "model.onnx"
     inputs = _session_inputs(path, Path(folder), seed)
     actual = run_session(path, inputs)

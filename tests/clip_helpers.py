@@ -52,3 +52,14 @@ def save_source(name: str, folder: Path) -> str:
     source_model(name).save_pretrained(folder)
     clip_processor(folder.parent / f"{folder.name}-processor").save_pretrained(folder)
     return str(folder)
+
+
+def padded_texts(lengths: tuple[int, ...], seed: int = 0) -> dict[str, torch.Tensor]:
+    """Right-padded token ids ending in the end-of-text token (which also pads), as CLIP's tokenizer makes them."""
+    generator = torch.Generator().manual_seed(seed)
+    ids = torch.full((len(lengths), max(lengths)), EOS_ID)
+    mask = torch.zeros_like(ids)
+    for row, length in enumerate(lengths):
+        ids[row, : length - 1] = torch.randint(0, EOS_ID - 1, (length - 1,), generator=generator)
+        mask[row, :length] = 1
+    return {"input_ids": ids, "attention_mask": mask}

@@ -12,3 +12,15 @@ def assert_ort_greedy_equals_pytorch(ort, pytorch, prompt_length: int, left_pads
     ids[mask == 0] = 0
     kwargs = dict(attention_mask=mask, max_new_tokens=12, min_new_tokens=12, do_sample=False)
     assert torch.equal(ort.generate(ids, **kwargs), pytorch.generate(ids, **kwargs))
+
+
+def padded_text_inputs(left_padded: bool) -> dict[str, torch.Tensor]:
+    """Two rows of 7 tokens, the second padded by 3: on the left as generation pads (decoders), else on the right."""
+    ids = torch.randint(3, 90, (2, 7), generator=torch.Generator().manual_seed(1))
+    mask = torch.ones_like(ids)
+    if left_padded:
+        mask[1, :3] = 0
+    else:
+        mask[1, -3:] = 0
+    ids[mask == 0] = 0
+    return {"input_ids": ids, "attention_mask": mask}

@@ -113,25 +113,55 @@ def save_encoder(tmp_path) -> Path:
     return folder
 
 
-@pytest.mark.needs_optimum
-def test_export_onnx_and_optimum_cli(tmp_path, hf_home, capsys):
+@pytest.fixture
+def without_optimum(monkeypatch):
+    """optimum cannot be imported and reads as not installed, whatever the environment holds (as on transformers 5)."""
+    from hf_tformer_conversion import clients
+
+    class NoOptimum:
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] == "optimum":
+                raise ImportError(f"{name} is deliberately not importable in this test")
+
+    for name in [name for name in sys.modules if name.split(".")[0] == "optimum"]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setattr(sys, "meta_path", [NoOptimum(), *sys.meta_path])
+    real = clients.installed_version
+    monkeypatch.setattr(clients, "installed_version", lambda name: None if "optimum" in name else real(name))
+
+
+def test_export_onnx_needs_no_optimum(tmp_path, hf_home, capsys, without_optimum):
     folder = save_encoder(tmp_path)
     assert main(["export", "onnx", str(folder), str(tmp_path / "onnx"), "--task", "fill-mask", "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "validated model.onnx" in out and (tmp_path / "onnx" / "model.onnx").is_file()
+    assert not any(name.split(".")[0] == "optimum" for name in sys.modules)
+
+
+def test_optimum_cli_without_optimum_onnx_says_where_it_runs(capsys, without_optimum):
+    assert main(["optimum-cli", "export", "onnx", "--help"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: optimum's ORTModel classes and optimum-cli need optimum-onnx") and "4.57" in err
+    assert "`hf-tformer export onnx` and hf_tformer_export.load_ort_model need neither" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.needs_optimum
+def test_optimum_cli_runs_optimums_own_parser(capsys):
     assert exit_code(["optimum-cli", "export", "onnx", "--help"]) == 0  # optimum's own parser answered
     assert "--trust-remote-code" in capsys.readouterr().out
 
 
-def test_export_onnx_without_optimum_onnx_says_where_it_runs(tmp_path, monkeypatch, capsys):
-    from hf_tformer_conversion import clients
+@pytest.mark.parametrize("missing", [("onnx",), ("onnxruntime",), ("onnx", "onnxruntime")], ids=" and ".join)
+def test_export_onnx_without_onnx_or_onnxruntime_names_them(tmp_path, monkeypatch, capsys, missing):
+    import importlib.util
 
-    if clients.installed_version("optimum-onnx") is not None:  # the 4.57 environment: as if it were missing
-        real = clients.installed_version
-        monkeypatch.setattr(clients, "installed_version", lambda name: None if name == "optimum-onnx" else real(name))
     folder = save_encoder(tmp_path)
-    capsys.readouterr()  # transformers 5 prints a save progress bar on stderr
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None if name in missing else real(name, *args))
+    capsys.readouterr()
     assert main(["export", "onnx", str(folder), str(tmp_path / "onnx"), "--task", "fill-mask"]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("error: ONNX export needs optimum-onnx") and "transformers 4.57" in err
+    assert err.startswith(f"error: ONNX export and ONNX Runtime inference need {' and '.join(missing)}, which this "
+                          "environment lacks: pip install 'hf-tformer[ort]'"), err
     assert "Traceback" not in err and not (tmp_path / "onnx").exists()

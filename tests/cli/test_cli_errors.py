@@ -92,7 +92,6 @@ def test_convert_refuses_destinations_that_would_lose_files(case, user, capsys):
     refused_destination(*DESTINATIONS[case], user, capsys, extra=("--no-progress",))
 
 
-@pytest.mark.needs_optimum
 @pytest.mark.parametrize("case", EXPORTS, ids=list(EXPORTS))
 def test_export_refuses_destinations_that_would_lose_files(case, user, capsys):
     refused_destination(*EXPORTS[case], user, capsys, extra=("--task", "fill-mask", "--no-progress"))
@@ -167,7 +166,6 @@ def test_pickled_weights_are_refused_with_the_flag_to_pass(user, capsys):
     assert "--allow-pickle" in line and not (user / "out").exists()
 
 
-@pytest.mark.needs_optimum
 @pytest.mark.parametrize("opset", [11, 13, 99])
 def test_an_opset_the_exporter_cannot_write_is_refused_before_any_work(opset, user, capsys):
     line = fails_cleanly(["export", "onnx", user / "ours", user / "onnx", "--task", "fill-mask", "--opset", opset],
@@ -175,7 +173,6 @@ def test_an_opset_the_exporter_cannot_write_is_refused_before_any_work(opset, us
     assert "leave --opset out" in line and not (user / "onnx").exists()
 
 
-@pytest.mark.needs_optimum
 def test_export_names_a_missing_checkpoint_and_a_bad_config(user, capsys):
     fails_cleanly(["export", "onnx", user / "nope", user / "onnx", "--task", "fill-mask"], capsys,
                   f"{user / 'nope'} does not exist")
@@ -199,7 +196,6 @@ def test_the_conversion_entry_point_prints_one_line_and_no_traceback(user):
     assert tree(user) == before
 
 
-@pytest.mark.needs_optimum
 def test_the_export_entry_point_prints_one_line_and_no_traceback(user):
     before = tree(user)
     result = run_entry_point([sys.executable, "-m", "hf_tformer_export", "onnx", user / "ours", user / "ours",

@@ -63,7 +63,6 @@ def test_pipeline_tag_by_class(name, expected):
     assert pipeline_tag_and_auto_class(name) == expected
 
 
-@pytest.mark.needs_optimum
 def test_an_export_card_inherits_the_base_model_and_shows_validation(tmp_path, hf_home):
     from hf_tformer_export.export import export_onnx
 

@@ -1,24 +1,16 @@
-"""ONNX export through optimum for every task of every variant, validated against PyTorch with ONNX Runtime."""
-
-import json
-import warnings
+"""ONNX export (our torch.onnx exporter, no optimum) for every task of every variant, validated against PyTorch with
+ONNX Runtime; on transformers 4.57 also optimum's own export / CLI after register() (needs_optimum)."""
 
 import pytest
 import torch
-from transformers.testing_utils import CaptureLogger
 
-pytest.importorskip("optimum.exporters.onnx", reason="optimum-onnx is installed in the transformers 4.57 environment")
-
-import hf_tformer as ht  # noqa: E402
-from conftest import run_without_hf_tformer, tiny_config  # noqa: E402
-from ort_helpers import assert_ort_greedy_equals_pytorch  # noqa: E402
-from hf_tformer_conversion.tolerance import ToleranceRule  # noqa: E402
-from hf_tformer_export import register  # noqa: E402
-from hf_tformer_export.__main__ import main as cli  # noqa: E402
-from hf_tformer_export.export import QUANTIZED_FILE, export_onnx  # noqa: E402
-from hf_tformer_export.runtime import CudaUnavailableWarning, cuda_unavailable_reason, load_ort_model, resolve_provider  # noqa: E402,E501
-
-pytestmark = pytest.mark.needs_optimum
+import hf_tformer as ht
+from conftest import run_without_hf_tformer, tiny_config
+from ort_helpers import assert_ort_greedy_equals_pytorch
+from hf_tformer_conversion.tolerance import ToleranceRule
+from hf_tformer_export.__main__ import main as cli
+from hf_tformer_export.export import QUANTIZED_FILE, export_onnx
+from hf_tformer_export.runtime import CudaUnavailableWarning, cuda_unavailable_reason, load_ort_model, resolve_provider
 
 HEADS = {
     "feature-extraction": ht.TformerEncoderModel, "fill-mask": ht.TformerEncoderForMaskedLM,
@@ -51,7 +43,7 @@ def test_every_task_exports_fused_and_matches_pytorch(tmp_path, hf_home, variant
     if "generation" in task:
         assert check.greedy_identical is True
     # 2 layers each: encoder self attention packs into Attention (projection included); causal self attention and
-    # cross attention are MultiHeadAttention (a merged decoder graph holds two decoder passes)
+    # cross attention are MultiHeadAttention (one decoder pass per graph: our exports have no merged decoder)
     packed = sum(counts.get("Attention", 0) for counts in report.node_counts.values())
     assert packed == {"encoder": 2, "decoder": 0, "encoder_decoder": 2}[variant]
     per_decoder_pass = {"encoder": 0, "decoder": 2, "encoder_decoder": 4}[variant]
@@ -62,6 +54,7 @@ def test_every_task_exports_fused_and_matches_pytorch(tmp_path, hf_home, variant
         else:
             assert fused > 0 and fused % per_decoder_pass == 0, (name, fused)
     assert not any(counts.get("Softmax") for counts in report.node_counts.values())  # every attention fused
+    assert not any(name.endswith("_merged.onnx") for name in report.files)
 
 
 @pytest.mark.parametrize("overrides, packed", [
@@ -86,15 +79,18 @@ def test_gqa_and_mqa_decoders_generate_pytorchs_tokens_on_ort(tmp_path, hf_home,
     folder = save(tmp_path, "decoder", ht.TformerDecoderForCausalLM, num_key_value_heads=kv_heads)
     export_onnx(str(folder), str(tmp_path / "onnx"), "text-generation-with-past", attention=attention)
     ort = load_ort_model(tmp_path / "onnx", "text-generation-with-past")
-    assert ort.num_key_value_heads == kv_heads
-    past_shape = [d for d in ort.input_shapes["past_key_values.0.key"]]
-    assert past_shape[1] == kv_heads  # the graph's key/value heads follow num_key_value_heads
+    past = {i.name: i.shape for i in ort.session.session.get_inputs()}["past_key_values.0.key"]
+    assert past[1] == kv_heads  # the graph's key/value heads follow num_key_value_heads
     pytorch = ht.TformerDecoderForCausalLM.from_pretrained(folder).eval()
     assert_ort_greedy_equals_pytorch(ort, pytorch, prompt_length=6, left_pads=(2, 4))
 
 
+@pytest.mark.needs_optimum
 def test_plain_optimum_main_export_works_after_registration(tmp_path, hf_home):
+    """optimum's own exporter after register(); our ORT class loads its export too."""
     from optimum.exporters.onnx import main_export
+
+    from hf_tformer_export import register
 
     folder = save(tmp_path, "encoder", ht.TformerEncoderForMaskedLM)
     register()
@@ -107,6 +103,7 @@ def test_plain_optimum_main_export_works_after_registration(tmp_path, hf_home):
                                expected, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.needs_optimum
 def test_optimum_cli_through_our_entry_point(tmp_path, hf_home):
     folder = save(tmp_path, "decoder", ht.TformerDecoderForCausalLM)
     cli(["optimum-cli", "export", "onnx", "--model", str(folder), "--task", "text-generation-with-past",
@@ -137,39 +134,24 @@ def test_int8_and_fp16_for_every_graph_of_a_seq2seq_export(tmp_path, hf_home):
     folder = save(tmp_path, "encoder_decoder", ht.TformerEncoderDecoderForConditionalGeneration)
     report = export_onnx(str(folder), str(tmp_path / "onnx"), "text2text-generation-with-past", quantize=True,
                          fp16=True)
-    fp32 = [name for name in report.files if not name.endswith(("_quantized.onnx", "_fp16.onnx", "_merged.onnx"))]
+    fp32 = [name for name in report.files if not name.endswith(("_quantized.onnx", "_fp16.onnx"))]
     assert set(fp32) == {"encoder_model.onnx", "decoder_model.onnx", "decoder_with_past_model.onnx"}
-    assert set(report.files) - {"decoder_model_merged.onnx"} == {
-        n.replace(".onnx", s) for n in fp32 for s in (".onnx", "_quantized.onnx", "_fp16.onnx")}
+    assert set(report.files) == {n.replace(".onnx", s) for n in fp32 for s in (".onnx", "_quantized.onnx", "_fp16.onnx")}
     assert all(report.node_counts[n.replace(".onnx", "_quantized.onnx")].get("DynamicQuantizeLinear") for n in fp32)
     assert report.quantization.agreement >= 0.9 and report.quantization.max_abs_diff < 0.5
     quantized = load_ort_model(tmp_path / "onnx", "text2text-generation-with-past", variant="quantized")
-    assert quantized.encoder.path.name == "encoder_model_quantized.onnx"
+    assert sorted(session.path.name for session in quantized.sessions.values()) == sorted(
+        n.replace(".onnx", "_quantized.onnx") for n in fp32)
     source = torch.randint(3, 90, (2, 6))
     assert quantized.generate(source, max_new_tokens=4, do_sample=False).shape == (2, 5)
     encoder_fp16 = onnx.load(str(tmp_path / "onnx" / "encoder_model_fp16.onnx"))
     assert any(init.data_type == onnx.TensorProto.FLOAT16 for init in encoder_fp16.graph.initializer)
 
 
-def test_ort_models_run_in_pipelines(tmp_path, hf_home):
-    import transformers
-    from hf_tformer_demo.toy_tokenizer import train_tokenizer
-
-    tokenizer = train_tokenizer("bpe")
-    sizes = dict(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
-    folder = save(tmp_path, "decoder", ht.TformerDecoderForCausalLM, **sizes)
-    tokenizer.save_pretrained(folder)
-    export_onnx(str(folder), str(tmp_path / "onnx"), "text-generation-with-past")
-    with CaptureLogger(transformers.utils.logging.get_logger("transformers.dynamic_module_utils")) as logs:
-        ort = load_ort_model(tmp_path / "onnx", "text-generation-with-past")
-    assert "not a valid Python identifier" not in logs.out, logs.out
-    pytorch = transformers.pipeline("text-generation", model=str(folder), trust_remote_code=True)
-    onnx_pipe = transformers.pipeline("text-generation", model=ort, tokenizer=tokenizer)
-    kwargs = dict(max_new_tokens=6, do_sample=False)
-    assert onnx_pipe("the quick brown", **kwargs) == pytorch("the quick brown", **kwargs)
-
-
-def test_export_loads_in_ort_without_hf_tformer(tmp_path, hf_home):
+@pytest.mark.needs_optimum
+def test_optimum_loads_an_export_without_hf_tformer(tmp_path, hf_home):
+    """optimum's ORTModelForSequenceClassification, in a process where hf_tformer cannot be imported (our own
+    classes: tests/export/test_ort_models.py)."""
     folder = save(tmp_path, "encoder", ht.TformerEncoderForSequenceClassification)
     export_onnx(str(folder), str(tmp_path / "onnx"), "text-classification")
     ids = torch.randint(3, 90, (2, 5))
@@ -242,7 +224,7 @@ def test_cuda_without_a_gpu_warns_and_falls_back_to_cpu(tmp_path, hf_home):
     export_onnx(str(folder), str(tmp_path / "onnx"), "feature-extraction")
     with pytest.warns(CudaUnavailableWarning, match="running on the CPU execution provider"):
         model = load_ort_model(tmp_path / "onnx", "feature-extraction", device="cuda")
-    assert model.providers[0] == "CPUExecutionProvider"
+    assert model.session.session.get_providers() == ["CPUExecutionProvider"]
     with pytest.raises(ValueError, match="device='tpu'"):
         resolve_provider("tpu")
 

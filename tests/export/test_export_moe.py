@@ -1,17 +1,12 @@
-"""A sparse mixture-of-experts decoder exports through our optimum registration (text-generation-with-past): the
+"""A sparse mixture-of-experts decoder exports with our exporter (text-generation-with-past): the
 traced graph takes moe.py's dense path (every expert, routing weights zero where a token did not pick it), and ONNX
 Runtime with past key/values generates PyTorch's tokens on a left-padded batch (export validation)."""
 
-import pytest
 import torch
 
-pytest.importorskip("optimum.exporters.onnx", reason="optimum-onnx is installed in the transformers 4.57 environment")
-
-import hf_tformer as ht  # noqa: E402
-from conftest import tiny_config  # noqa: E402
-from hf_tformer_export.export import export_onnx  # noqa: E402
-
-pytestmark = pytest.mark.needs_optimum
+import hf_tformer as ht
+from conftest import tiny_config
+from hf_tformer_export.export import export_onnx
 
 
 def test_moe_decoder_exports_with_past_and_generates_pytorchs_tokens_on_ort(tmp_path, hf_home):

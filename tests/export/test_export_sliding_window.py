@@ -1,20 +1,15 @@
-"""A sliding-window decoder exports through our optimum registration (text-generation-with-past). The graph takes
-past key/values as optimum hands them (a full cache) and applies the window as a banded mask, so ONNX Runtime
+"""A sliding-window decoder exports with our exporter (text-generation-with-past). The graph takes
+past key/values as a full cache (graphs.CausalLMWithPast) and applies the window as a banded mask, so ONNX Runtime
 generates PyTorch's tokens (whose own cache keeps only window - 1 keys) on a left-padded batch well past the window;
 the ORT cache is not bounded by the window (see README)."""
 
-import pytest
 import torch
 
-pytest.importorskip("optimum.exporters.onnx", reason="optimum-onnx is installed in the transformers 4.57 environment")
-
-import hf_tformer as ht  # noqa: E402
-from conftest import tiny_config  # noqa: E402
-from ort_helpers import assert_ort_greedy_equals_pytorch  # noqa: E402
-from hf_tformer_export.export import export_onnx  # noqa: E402
-from hf_tformer_export.runtime import load_ort_model  # noqa: E402
-
-pytestmark = pytest.mark.needs_optimum
+import hf_tformer as ht
+from conftest import tiny_config
+from ort_helpers import assert_ort_greedy_equals_pytorch
+from hf_tformer_export.export import export_onnx
+from hf_tformer_export.runtime import load_ort_model
 
 
 def test_sliding_window_decoder_generates_pytorchs_tokens_on_ort(tmp_path, hf_home):

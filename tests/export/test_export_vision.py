@@ -1,23 +1,19 @@
-"""ONNX export of the image encoder (hf_tformer_vit) through optimum: every image task, fused attention, INT8 /
-fp16, dynamic batch, the image processor carried into the export, optimum's pipeline on the ORT model, loading in
-a fresh process without hf_tformer."""
+"""ONNX export of the image encoder (hf_tformer_vit) with our exporter: every image task, fused attention, INT8 /
+fp16, dynamic batch, the image processor carried into the export, our ORT classes (pipelines over them:
+tests/export/test_ort_models.py); on transformers 4.57 optimum's main_export and ORTModel* on them, in a fresh process
+without hf_tformer (needs_optimum)."""
 
 import json
 
 import pytest
 import torch
 
-pytest.importorskip("optimum.exporters.onnx", reason="optimum-onnx is installed in the transformers 4.57 environment")
-
-import hf_tformer as ht  # noqa: E402
-from conftest import run_without_hf_tformer  # noqa: E402
-from hf_tformer_export import register  # noqa: E402
-from hf_tformer_export.__main__ import main as cli  # noqa: E402
-from hf_tformer_export.export import QUANTIZED_FILE, MissingPreprocessorWarning, export_onnx  # noqa: E402
-from hf_tformer_export.runtime import load_ort_model  # noqa: E402
-from vision_helpers import LABELS, image_processor, images, pixels, tiny_vit_config  # noqa: E402
-
-pytestmark = pytest.mark.needs_optimum
+import hf_tformer as ht
+from conftest import run_without_hf_tformer
+from hf_tformer_export.__main__ import main as cli
+from hf_tformer_export.export import QUANTIZED_FILE, MissingPreprocessorWarning, export_onnx
+from hf_tformer_export.runtime import load_ort_model
+from vision_helpers import LABELS, image_processor, pixels, tiny_vit_config
 
 HEADS = {"feature-extraction": ht.TformerViTModel, "image-feature-extraction": ht.TformerViTModel,
          "image-classification": ht.TformerViTForImageClassification}
@@ -59,8 +55,8 @@ def test_image_tasks_export_match_pytorch_at_any_batch(tmp_path, hf_home, task, 
     tag = "image-classification" if task == "image-classification" else "image-feature-extraction"
     assert f"pipeline_tag: {tag}" in card and "random pixel values" in card
     ort = load_ort_model(out, task)
-    assert type(ort).__name__ == ("ORTModelForImageClassification" if task == "image-classification"
-                                  else "ORTModelForFeatureExtraction")
+    assert type(ort).__name__ == ("TformerORTModelForImageClassification" if task == "image-classification"
+                                  else "TformerORTModelForFeatureExtraction")
     for batch in (1, 5):  # dynamic batch
         inputs = pixels(batch, seed=batch)
         result = ort(pixel_values=inputs)
@@ -95,45 +91,13 @@ def test_int8_and_fp16_through_the_command_line(tmp_path, hf_home, capsys):
     assert report.node_counts[QUANTIZED_FILE].get("QAttention") == 2  # the packed q/k/v weights quantized too
 
 
-def test_optimum_image_classification_pipeline_on_the_ort_model(tmp_path, hf_home):
-    from optimum.pipelines import pipeline as optimum_pipeline
-    from transformers import AutoImageProcessor, pipeline
-
-    folder = save(tmp_path, ht.TformerViTForImageClassification)
-    export_onnx(str(folder), str(tmp_path / "onnx"), "image-classification")
-    ort = load_ort_model(tmp_path / "onnx", "image-classification")
-    processor = AutoImageProcessor.from_pretrained(tmp_path / "onnx")  # the one saved next to the export
-    onnx_pipe = optimum_pipeline("image-classification", model=ort, image_processor=processor, accelerator="ort")
-    pytorch = pipeline("image-classification", model=str(folder), trust_remote_code=True)
-    pictures = images(3)
-    expected, batched = pytorch(pictures, top_k=3), onnx_pipe(pictures, top_k=3)
-    assert batched == [onnx_pipe(picture, top_k=3) for picture in pictures]  # batched == one at a time
-    for want, got in zip(expected, batched):
-        assert [row["label"] for row in got] == [row["label"] for row in want]
-        torch.testing.assert_close(torch.tensor([row["score"] for row in got]),
-                                   torch.tensor([row["score"] for row in want]), atol=1e-4, rtol=1e-4)
-    assert {row["label"] for row in batched[0]} == set(LABELS.values())
-
-
-def test_optimum_image_feature_extraction_pipeline_on_the_ort_model(tmp_path, hf_home):
-    from optimum.pipelines import pipeline as optimum_pipeline
-    from transformers import AutoImageProcessor, pipeline
-
-    folder = save(tmp_path, ht.TformerViTModel)
-    export_onnx(str(folder), str(tmp_path / "onnx"), "image-feature-extraction")
-    ort = load_ort_model(tmp_path / "onnx", "image-feature-extraction")
-    processor = AutoImageProcessor.from_pretrained(tmp_path / "onnx")
-    onnx_pipe = optimum_pipeline("image-feature-extraction", model=ort, image_processor=processor, accelerator="ort")
-    pytorch = pipeline("image-feature-extraction", model=str(folder), trust_remote_code=True)
-    pictures = images(2)
-    for want, got in zip(pytorch(pictures), onnx_pipe(pictures)):
-        torch.testing.assert_close(torch.tensor(got), torch.tensor(want), atol=1e-4, rtol=1e-4)
-
-
+@pytest.mark.needs_optimum
 def test_plain_optimum_main_export_and_loading_without_hf_tformer(tmp_path, hf_home):
     """optimum's own main_export after register(); then a fresh process without hf_tformer loads both exports
     with optimum's ORTModel classes directly (register() from hf_tformer_export, then from_pretrained)."""
     from optimum.exporters.onnx import main_export
+
+    from hf_tformer_export import register
 
     folder = save(tmp_path, ht.TformerViTForImageClassification)
     register()

@@ -1,5 +1,7 @@
-"""Loading exports straight through optimum (README: `register()`, then ORTModel*.from_pretrained(folder,
-trust_remote_code=True)): each export gets its own config code, without transformers' module-name warning."""
+"""optimum's ORTModel* (transformers 4.57 with optimum-onnx) on exports of our own exporter: every task family through
+load_ort_model(..., backend="optimum") against PyTorch (outputs by name, greedy tokens with past incl. GQA), and
+straight through optimum (README: `register()`, then ORTModel*.from_pretrained(folder, trust_remote_code=True)),
+where each export gets its own config code, without transformers' module-name warning."""
 
 import sys
 
@@ -12,10 +14,66 @@ pytest.importorskip("optimum.onnxruntime", reason="optimum-onnx is installed in 
 
 import hf_tformer as ht  # noqa: E402
 from conftest import tiny_config  # noqa: E402
+from ort_helpers import assert_ort_greedy_equals_pytorch, padded_text_inputs  # noqa: E402
 from hf_tformer_export import register  # noqa: E402
 from hf_tformer_export.export import export_onnx  # noqa: E402
+from hf_tformer_export.runtime import load_ort_model  # noqa: E402
+from hf_tformer_export.validate import run_both  # noqa: E402
+from vision_helpers import image_processor, pixels, tiny_vit_config  # noqa: E402
 
 pytestmark = pytest.mark.needs_optimum
+
+# (variant, PyTorch class, task, config overrides) per task family; the ORT class is optimum's for the task.
+FAMILIES = [
+    ("encoder", ht.TformerEncoderModel, "feature-extraction", {}),
+    ("encoder", ht.TformerEncoderForMaskedLM, "fill-mask", {}),
+    ("encoder", ht.TformerEncoderForSequenceClassification, "text-classification", {}),
+    ("encoder", ht.TformerEncoderForTokenClassification, "token-classification", {}),
+    ("encoder", ht.TformerEncoderForQuestionAnswering, "question-answering", {}),
+    ("decoder", ht.TformerDecoderForCausalLM, "text-generation", {}),
+    ("decoder", ht.TformerDecoderForCausalLM, "text-generation-with-past", {}),
+    ("decoder", ht.TformerDecoderForCausalLM, "text-generation-with-past", {"num_key_value_heads": 2}),
+    ("decoder", ht.TformerDecoderForCausalLM, "text-generation-with-past", {"num_key_value_heads": 1}),
+    ("decoder", ht.TformerDecoderForSequenceClassification, "text-classification", {}),
+    ("encoder_decoder", ht.TformerEncoderDecoderForConditionalGeneration, "text2text-generation-with-past", {}),
+    ("vit", ht.TformerViTForImageClassification, "image-classification", {}),
+    ("vit", ht.TformerViTModel, "image-feature-extraction", {}),
+]
+OPTIMUM_CLASSES = {"feature-extraction": "ORTModelForFeatureExtraction", "fill-mask": "ORTModelForMaskedLM",
+                   "text-classification": "ORTModelForSequenceClassification",
+                   "token-classification": "ORTModelForTokenClassification",
+                   "question-answering": "ORTModelForQuestionAnswering", "text-generation": "ORTModelForCausalLM",
+                   "text-generation-with-past": "ORTModelForCausalLM",
+                   "text2text-generation-with-past": "ORTModelForSeq2SeqLM",
+                   "image-classification": "ORTModelForImageClassification",
+                   "image-feature-extraction": "ORTModelForFeatureExtraction"}
+
+
+def _family_id(case) -> str:
+    variant, _, task, overrides = case
+    return "-".join([variant, task, *(f"kv{v}" for v in overrides.values())])
+
+
+@pytest.mark.parametrize("variant, model_class, task, overrides", FAMILIES, ids=[_family_id(c) for c in FAMILIES])
+def test_optimum_ort_models_run_our_exports_as_pytorch(tmp_path, hf_home, variant, model_class, task, overrides):
+    torch.manual_seed(0)
+    config = tiny_vit_config(**overrides) if variant == "vit" else tiny_config(variant, **overrides)
+    pytorch = model_class(config).eval()
+    pytorch.save_pretrained(tmp_path / "ckpt")
+    if variant == "vit":
+        image_processor().save_pretrained(tmp_path / "ckpt")
+    export_onnx(str(tmp_path / "ckpt"), str(tmp_path / "onnx"), task, validate=False)
+    ort = load_ort_model(tmp_path / "onnx", task, backend="optimum")
+    assert type(ort).__name__ == OPTIMUM_CLASSES[task] and type(ort).__module__.startswith("optimum.")
+    inputs = {"pixel_values": pixels(3)} if variant == "vit" else padded_text_inputs(left_padded=variant == "decoder")
+    ort_task = "feature-extraction" if task == "image-feature-extraction" else task
+    expected, actual = run_both(pytorch, ort, ort_task, inputs)
+    mask = inputs.get("attention_mask")
+    for want, got in zip(expected, actual):  # outputs per source token: the real tokens only
+        real = mask.bool() if mask is not None and got.dim() > 2 and got.shape[:2] == mask.shape else ...
+        torch.testing.assert_close(got[real], want[real], atol=1e-4, rtol=1e-4)
+    if "generation" in task:
+        assert_ort_greedy_equals_pytorch(ort, pytorch, prompt_length=6, left_pads=(2, 4))
 
 
 def export_with_marker(tmp_path, name, marker):

@@ -8,16 +8,12 @@ import pytest
 import torch
 from huggingface_hub import ModelCard
 
-pytest.importorskip("optimum.exporters.onnx", reason="optimum-onnx is installed in the transformers 4.57 environment")
-
-import hf_tformer as ht  # noqa: E402
-from conftest import tiny_config  # noqa: E402
-from hf_tformer_conversion.tolerance import EXPORT_TOLERANCE  # noqa: E402
-from hf_tformer_export.__main__ import main as cli  # noqa: E402
-from hf_tformer_export.export import export_onnx  # noqa: E402
-from hf_tformer_export.validate import validate_export  # noqa: E402
-
-pytestmark = pytest.mark.needs_optimum
+import hf_tformer as ht
+from conftest import tiny_config
+from hf_tformer_conversion.tolerance import EXPORT_TOLERANCE
+from hf_tformer_export.__main__ import main as cli
+from hf_tformer_export.export import export_onnx
+from hf_tformer_export.validate import validate_export
 
 TASK = "fill-mask"
 

@@ -127,14 +127,12 @@ def test_ours_decodes_real_speech_to_native_tokens(ours, native, processor, sett
 @pytest.fixture(scope="module")
 def exported(converted, tmp_path_factory):
     """(export folder, export report): our whisper-base through ONNX with the default validation."""
-    pytest.importorskip("optimum.exporters.onnx", reason="optimum-onnx is installed in the transformers 4.57 venv")
     from hf_tformer_export.export import export_onnx
 
     out = tmp_path_factory.mktemp("real") / "whisper-base-onnx"
     return out, export_onnx(str(converted[0]), str(out), "automatic-speech-recognition-with-past")
 
 
-@pytest.mark.needs_optimum
 def test_the_onnx_export_validates_and_onnx_runtime_decodes_to_native_tokens(exported, native, processor, features):
     from hf_tformer_export.runtime import load_ort_model
 
