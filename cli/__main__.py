@@ -4,7 +4,7 @@
     hf-tformer export onnx CHECKPOINT OUT --task TASK [...]           (= python -m hf_tformer_export onnx)
     hf-tformer optimum-cli ARGS...                                    optimum's CLI, our model types registered
     hf-tformer bench conversion|encoder-forward|generation|long-context|onnx-runtime|vision-forward|moe|whisper|
-                     gpu-attention [...]
+                     gpu-attention|ort-backends [...]
     hf-tformer demo [OPTIONS]
 
 Every parser is argparse; a command's module (torch, transformers, optimum) is imported only when that command
@@ -25,6 +25,7 @@ BENCHES = {  # sub-command -> module of hf_tformer_bench (bench/), each with mai
     "long-context": ("long_context", "peak memory / time of a forward at 1k-16k tokens, full vs sliding window, "
                      "and the sliding-window decoder vs MistralForCausalLM"),
     "onnx-runtime": ("onnx_runtime", "our ONNX Runtime exports vs PyTorch and optimum's native BERT export"),
+    "ort-backends": ("ort_backends", "our ORT classes on transformers 5.x vs optimum's ORTModel on 4.57 vs PyTorch"),
     "moe": ("moe", "sparse mixture of experts vs MixtralForCausalLM (converted weights): forward and greedy tok/s"),
     "vision-forward": ("vision_forward", "image encoder forward vs ViTModel: PyTorch (fp32, bf16) and ONNX Runtime "
                        "(fused vs optimum's native ViT export)"),
