@@ -18,6 +18,7 @@ from torch import nn
 from transformers.cache_utils import Cache, EncoderDecoderCache
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
+from .config_checks import check_vllm_head_dim
 from .linear import TformerLinear
 from .norms import build_norm
 from .positions import apply_rotary
@@ -57,6 +58,7 @@ def eager_attention_forward(
 class TformerAttention(nn.Module):
     def __init__(self, config, layer_idx: int, *, is_causal: bool, is_cross_attention: bool = False) -> None:
         super().__init__()
+        check_vllm_head_dim(config)  # vLLM's CPU attention takes a few head sizes only: refused before serving
         self.config = config
         self.layer_idx = layer_idx
         self.is_causal = is_causal  # read by the sdpa / flash kernels

@@ -5,7 +5,9 @@ module's source on every remote-code load, so the less it holds the cheaper a lo
 """
 
 import math
-from typing import Any
+import sys
+from importlib import import_module
+from typing import Any, Optional
 
 # "none": the stack adds no positions because a front end already did (the vision patch embeddings, vision.py).
 POSITION_TYPES = ("sinusoidal", "learned", "rotary", "relative", "none")
@@ -167,6 +169,38 @@ def check_config(config: Any) -> None:
         check_token_id("decoder_start_token_id", config.decoder_start_token_id, config.vocab_size)
     check_attention_options(config)
     check_moe_options(config)
+
+
+def vllm_cpu_head_sizes() -> Optional[tuple[int, ...]]:
+    """The head sizes vLLM's CPU attention takes when this process is serving with vLLM on its CPU platform, else
+    None. vLLM is never imported here: it is asked only once it is loaded (it is what set the "vllm" attention)."""
+    platforms = sys.modules.get("vllm.platforms")
+    if platforms is None or not platforms.current_platform.is_cpu():
+        return None
+    backend = import_module("vllm.v1.attention.backends.cpu_attn").CPUAttentionBackend
+    return tuple(backend.get_supported_head_sizes())
+
+
+def check_vllm_head_dim(config: Any) -> None:
+    """Raise `ValueError` when vLLM is building this model for its CPU attention, which cannot take its head_dim.
+
+    vLLM 0.32 checks head sizes for its GPU attention backends at start-up, but on the CPU only the kernel refuses
+    one, on the first request, which kills the server. vLLM's Transformers backend sets the config's attention
+    implementation to "vllm" before it builds the model: refusing then stops the server from starting."""
+    if getattr(config, "_attn_implementation", None) != "vllm":
+        return
+    supported = vllm_cpu_head_sizes()
+    if supported is None or config.head_dim in supported:
+        return
+    hidden = config.hidden_size
+    heads = [count for count in range(1, hidden + 1) if hidden % count == 0 and hidden // count in supported]
+    fix = (f"num_attention_heads in {heads[::-1]} (with num_key_value_heads dividing it)" if heads
+           else "hidden_size and num_attention_heads")
+    raise ValueError(
+        f"head_dim={config.head_dim} (hidden_size={hidden} / num_attention_heads={config.num_attention_heads}) is "
+        f"not a head size vLLM's CPU attention supports ({list(supported)}): the server would fail on its first "
+        f"request. Serve a model trained with {fix} so that hidden_size / num_attention_heads is one of them."
+    )
 
 
 def check_attention_options(config: Any) -> None:

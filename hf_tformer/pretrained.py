@@ -5,6 +5,7 @@ from typing import Optional
 import torch
 from torch import nn
 from transformers import GenerationMixin, PreTrainedModel
+from transformers.cache_utils import EncoderDecoderCache
 
 from .config_checks import check_token_id
 from .input_checks import check_inputs_embeds, check_token_ids
@@ -106,6 +107,43 @@ class TformerGenerationMixin(GenerationMixin):
             for token in start if isinstance(start, list) else [start]:
                 check_token_id("decoder_start_token_id", token, self.config.vocab_size)
         return super().generate(*args, **kwargs)
+
+    def prepare_inputs_for_generation(self, *args, **kwargs) -> dict:
+        """transformers' inputs for the next step, with a static cache allocated before the step runs (eagerly)."""
+        inputs = super().prepare_inputs_for_generation(*args, **kwargs)
+        batch = next((inputs[name] for name in ("input_ids", "inputs_embeds", "decoder_input_ids",
+                                                "decoder_inputs_embeds") if inputs.get(name) is not None), None)
+        if batch is not None:
+            allocate_static_cache(self, inputs.get("past_key_values"), batch.shape[0])
+        return inputs
+
+
+def allocate_static_cache(model: PreTrainedModel, past_key_values, batch_size: int) -> None:
+    """Allocate the layers of a static cache (self- and cross-attention) now, if none is allocated yet.
+
+    transformers allocates them lazily at the first `update`, which under `torch.compile(model.forward)` happens
+    inside the compiled prefill: its graph then holds a guard `layers[0].is_initialized == False`. 4.57's generate()
+    keeps its static cache for the next call (reset, still allocated), so that call's prefill failed the guard and
+    compiled again (native Llama too). Allocated here, before the first compiled call, every call sees one state.
+    Left lazy where the layers' heads, dtype or device are not the model's own: tensor parallel (heads per rank),
+    autocast (another dtype), layers spread over several devices."""
+    if isinstance(past_key_values, EncoderDecoderCache):
+        caches = [past_key_values.self_attention_cache, past_key_values.cross_attention_cache]
+    else:
+        caches = [past_key_values]
+    device = model.device
+    if ((getattr(model, "_tp_size", None) or 1) > 1 or device.type == "meta" or torch.is_autocast_enabled(device.type)
+            or len(set(getattr(model, "hf_device_map", {}).values())) > 1):
+        return
+    config = model.config
+    for cache in caches:
+        layers = getattr(cache, "layers", None)
+        if not layers or any(not getattr(layer, "is_compileable", False) or getattr(layer, "is_sliding", False)
+                             or layer.is_initialized for layer in layers):
+            continue
+        cache.early_initialization(batch_size=batch_size, num_heads=config.num_key_value_heads,
+                                   head_dim=config.head_dim, dtype=model.get_input_embeddings().weight.dtype,
+                                   device=device)
 
 
 def _backbone_keys(model: PreTrainedModel, keys) -> list[str]:

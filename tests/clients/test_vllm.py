@@ -229,3 +229,20 @@ def test_vllm_serve_over_http(checkpoints, tmp_path):
         assert b"64" in body  # the message names the limit
         status, _ = _post(f"{url}/v1/completions", dict(model=folders["rotary"], prompt=PROMPTS[2], max_tokens=2))
         assert status == 200  # still serving after the refusal
+
+
+def test_an_unsupported_head_size_is_refused_before_serving(checkpoints, tmp_path):
+    """vLLM's CPU kernel would refuse head_dim 16 on the first request, killing the server: our attention refuses it
+    while vLLM builds the model, naming the sizes and the fix (`vllm serve` then exits with this message)."""
+    import shutil
+
+    # A served checkpoint's weights read as 8 heads of 128 / 8 = 16 (no model is built here: once vLLM has served
+    # one, it has patched our classes in this process)
+    shutil.copytree(checkpoints[0]["learned"], tmp_path, dirs_exist_ok=True)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config.update(num_attention_heads=8, num_key_value_heads=8)
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"head_dim=16 \(hidden_size=128 / num_attention_heads=8\) is not a head size "
+                                         r"vLLM's CPU attention supports \(\[32, 64, .*num_attention_heads in \[4, 2, 1\]"):
+        with served(str(tmp_path)):
+            pass

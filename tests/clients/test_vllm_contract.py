@@ -17,7 +17,9 @@ What the backend does with a model, and so what is checked here:
 import ast
 import inspect
 import re
+import sys
 import textwrap
+import types
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -234,3 +236,33 @@ def test_get_decoder_is_the_base_model_vllm_compiles(cls):
 def test_declares_attention_backend_support_and_standard_prefix(cls):
     assert cls._supports_attention_backend is True and cls.is_backend_compatible()
     assert cls.base_model_prefix == "model"  # vLLM maps checkpoint names onto `model.`
+
+
+CPU_HEAD_SIZES = [32, 64, 80, 96, 112, 128, 160, 192, 224, 256, 512]  # vLLM 0.32's CPUAttentionBackend
+
+
+@pytest.fixture
+def vllm_platform(monkeypatch):
+    """vLLM loaded on its CPU platform, as far as our check looks (the two modules it reads), without vLLM."""
+    platform = types.SimpleNamespace(is_cpu=lambda: True)
+    backend = types.SimpleNamespace(get_supported_head_sizes=lambda: list(CPU_HEAD_SIZES))
+    monkeypatch.setitem(sys.modules, "vllm.platforms", types.SimpleNamespace(current_platform=platform))
+    monkeypatch.setitem(sys.modules, "vllm.v1.attention.backends.cpu_attn",
+                        types.SimpleNamespace(CPUAttentionBackend=backend))
+    return platform
+
+
+@pytest.mark.parametrize("variant", ["decoder", "encoder"])
+def test_vllm_on_cpu_refuses_an_unsupported_head_dim_while_building_the_model(variant, vllm_attention, vllm_platform):
+    """vLLM's CPU kernel refuses head_dim 8 only on the first request (killing the server); building is earlier."""
+    with pytest.raises(ValueError, match=r"head_dim=8 \(hidden_size=32 / num_attention_heads=4\) is not a head size "
+                                         r"vLLM's CPU attention supports \(\[32, 64, .*num_attention_heads in \[1\]"):
+        build(variant, attn_implementation="vllm")
+
+
+def test_the_head_dim_check_is_for_vllm_on_cpu_only(vllm_attention, vllm_platform):
+    build("decoder", attn_implementation="vllm", hidden_size=64, num_attention_heads=2)  # head_dim 32: served
+    build("decoder", attn_implementation="sdpa")  # head_dim 8, not built by vLLM
+    vllm_platform.is_cpu = lambda: False  # vLLM checks its GPU backends' head sizes itself
+    build("decoder", attn_implementation="vllm")
+
