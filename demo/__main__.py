@@ -42,7 +42,7 @@ def environment() -> dict:
     import onnxruntime
     import torch
 
-    versions = {name: metadata.version(name) for name in ("torch", "transformers", "optimum-onnx")}
+    versions = {name: metadata.version(name) for name in ("torch", "transformers")}
     return {"versions": {**versions, "onnxruntime": onnxruntime.__version__},
             "cpu_capability": torch.backends.cpu.get_cpu_capability(), "torch_threads": torch.get_num_threads()}
 
@@ -106,9 +106,9 @@ def preflight() -> None:
     """Fail before minutes of training, not after: the ONNX stage and the loss plot need their libraries."""
     from importlib.util import find_spec
 
-    from hf_tformer_conversion.clients import require_client
+    from hf_tformer_export.__main__ import require_onnx_runtime
 
-    require_client("optimum-onnx")  # ClientVersionError (a ValueError) names the version and the install command
+    require_onnx_runtime()  # a ValueError naming the missing package and the install command
     if find_spec("matplotlib") is None:
         raise ValueError("matplotlib is not installed; the demo plots the loss curves with it: "
                          "pip install 'matplotlib>=3.8' (or the package's demo extra).")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from .reload_check import first_output, pipeline_input
+from .reload_check import first_output, make_pipeline, pipeline_input
 
 SCORE_ATOL = 1e-4  # pipeline scores from ONNX Runtime vs PyTorch (the export's own gate uses the same bound)
 
@@ -63,20 +63,16 @@ def export_and_run_onnx(checkpoint: Path, destination: Path, onnx_task: str, pip
     run the same pipeline on ONNX Runtime over the examples. `preprocessor`: {"tokenizer": ...},
     {"image_processor": ...}, {"tokenizer": ..., "feature_extractor": ..., "pipeline_class": ...}, as pipeline()
     takes them."""
-    import transformers
-    from optimum.utils import logging as optimum_logging
-
     from hf_tformer_export.export import export_onnx
     from hf_tformer_export.runtime import load_ort_model
 
-    optimum_logging.set_verbosity_error()
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings from the export; the validation below is what counts
         report = export_onnx(str(checkpoint), str(destination), onnx_task)
     export_seconds = time.perf_counter() - start
     start = time.perf_counter()
-    pipe = transformers.pipeline(pipeline_task, model=load_ort_model(destination, onnx_task), **preprocessor)
+    pipe = make_pipeline(pipeline_task, load_ort_model(destination, onnx_task), **preprocessor)
     outputs = [first_output(pipe(pipeline_input(example), **pipeline_kwargs)) for example in examples]
     check = report.validation[0]
     return {"task": onnx_task, "export_seconds": export_seconds, "run_seconds": time.perf_counter() - start,

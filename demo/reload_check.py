@@ -46,6 +46,36 @@ def first_output(output: "dict | list[dict]") -> dict:
     return output if isinstance(output, dict) else output[0]
 
 
+class Text2Text:
+    """What transformers 4.x's text2text-generation pipeline returns ([{"generated_text": ...}], special tokens
+    skipped), from tokenizer -> generate() -> decode: transformers 5 removed that pipeline."""
+
+    def __init__(self, model, tokenizer=None, trust_remote_code: bool = False) -> None:
+        import transformers
+
+        if isinstance(model, (str, Path)):
+            tokenizer = tokenizer or transformers.AutoTokenizer.from_pretrained(str(model))
+            model = transformers.AutoModelForSeq2SeqLM.from_pretrained(str(model),
+                                                                       trust_remote_code=trust_remote_code)
+        self.model, self.tokenizer = model, tokenizer
+
+    def __call__(self, text: str, **generate_kwargs) -> list[dict]:
+        encoded = self.tokenizer(text, return_tensors="pt")
+        tokens = self.model.generate(input_ids=encoded["input_ids"], attention_mask=encoded["attention_mask"],
+                                     **generate_kwargs)
+        return [{"generated_text": self.tokenizer.decode(tokens[0], skip_special_tokens=True)}]
+
+
+def make_pipeline(task: str, model, **kwargs):
+    """transformers.pipeline(task, model=model, **kwargs), or Text2Text where this transformers has no such task."""
+    import transformers
+    from transformers.pipelines import SUPPORTED_TASKS
+
+    if task == "text2text-generation" and task not in SUPPORTED_TASKS:
+        return Text2Text(model, **kwargs)
+    return transformers.pipeline(task, model=model, **kwargs)
+
+
 def main(spec_path: str, result_path: str) -> None:
     # imported only now, after the blocker is in place: nothing they pull in may reach hf_tformer
     import torch
@@ -63,7 +93,7 @@ def main(spec_path: str, result_path: str) -> None:
         with torch.no_grad():
             logits = getattr(model.eval()(**reference["inputs"]), item["logits_field"])
         start = time.perf_counter()
-        pipe = transformers.pipeline(item["pipeline_task"], model=item["folder"], trust_remote_code=True)
+        pipe = make_pipeline(item["pipeline_task"], item["folder"], trust_remote_code=True)
         outputs = [first_output(pipe(pipeline_input(example), **item["pipeline_kwargs"]))
                    for example in item["examples"]]
         results.append({

@@ -92,7 +92,7 @@ def markdown(summary: dict, png_name: str) -> str:
         "# hf_tformer demo: tiny models trained on CPU, reloaded as remote code, run on ONNX Runtime", "",
         f"Mode: **{summary['mode']}**, seed {summary['seed']}, {summary['torch_threads']} torch thread(s) for "
         f"training, CPU capability {summary['cpu_capability']}; torch {summary['versions']['torch']}, transformers "
-        f"{summary['versions']['transformers']}, optimum-onnx {summary['versions']['optimum-onnx']}, onnxruntime "
+        f"{summary['versions']['transformers']}, onnxruntime "
         f"{summary['versions']['onnxruntime']}. Total wall time **{summary['total_seconds']:.0f} s** (of which the "
         f"fresh reload process, interpreter start and imports included: {summary['reload_process_seconds']:.1f} s).",
         "",

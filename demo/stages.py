@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from .checks import export_and_run_onnx, outputs_match, reference_inputs
-from .reload_check import first_output, pipeline_input
+from .reload_check import first_output, make_pipeline, pipeline_input
 from .report import display, format_diff
 from .train import fit
 from .variants import Variant
@@ -39,8 +39,6 @@ def preprocessor_name(preprocessor) -> str:
 
 def train_and_save(variant: Variant, folder: Path, scratch: Path, steps: int, progress: bool) -> Trained:
     """Train, evaluate on held-out data, run the pipeline in process, save checkpoint + tokenizer to `folder`."""
-    import transformers
-
     torch.manual_seed(SEED)
     task_data = variant.data()
     tokenizer, model = variant.build(task_data)
@@ -57,7 +55,7 @@ def train_and_save(variant: Variant, folder: Path, scratch: Path, steps: int, pr
     if variant.example_files:  # images, audio: written as files the pipelines read; the report shows their paths
         examples = variant.example_files(examples, folder.parent / "examples" / variant.name)
         shown = [str(Path(path).relative_to(folder.parent)) for path in examples]
-    pipe = transformers.pipeline(variant.pipeline_task, model=model, **variant.pipeline_preprocessors(tokenizer))
+    pipe = make_pipeline(variant.pipeline_task, model, **variant.pipeline_preprocessors(tokenizer))
     in_process = [first_output(pipe(pipeline_input(example), **variant.pipeline_kwargs)) for example in examples]
     start = time.perf_counter()
     model.save_pretrained(folder)

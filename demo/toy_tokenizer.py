@@ -71,10 +71,12 @@ def train_tokenizer(kind: Kind, vocab_size: int = 160, corpus: Iterable[str] = C
         tokenizer.post_processor = processors.TemplateProcessing(
             single="$A [EOS]", pair="$A [EOS] $B:1 [EOS]:1", special_tokens=[("[EOS]", ids["[EOS]"])],
         )
-    wrapped = PreTrainedTokenizerFast(tokenizer_object=tokenizer, **SPECIAL)
-    if kind != "wordpiece":  # decoders take no segment ids
-        wrapped.model_input_names = ["input_ids", "attention_mask"]
-    return wrapped
+    # Only the encoder's template has segments. Passed to the constructor (not set afterwards) so that
+    # tokenizer_config.json records it: a reloaded tokenizer then gives no token_type_ids either, which generate()
+    # refuses for our decoder as for Llama (4.57 and 5.x).
+    segments = ["token_type_ids"] if kind == "wordpiece" else []
+    names = ["input_ids", *segments, "attention_mask"]
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, model_input_names=names, **SPECIAL)
 
 
 def _word_counts(corpus: Iterable[str], normalizer, pre_tokenizer) -> Counter:
@@ -181,11 +183,14 @@ def whisper_tokenizer(folder: "Path | str", corpus: Iterable[str], languages: It
     vocab["<|endoftext|>"] = len(vocab)
     (folder / "vocab.json").write_text(json.dumps(vocab))
     (folder / "normalizer.json").write_text(json.dumps({"colour": "color"}))  # English spelling map, as Whisper's
+    prefix = {name: kwargs.pop(name) for name in ("language", "task", "predict_timestamps") if name in kwargs}
     tokenizer = WhisperTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"),
                                  normalizer_file=str(folder / "normalizer.json"), pad_token="<|endoftext|>", **kwargs)
     tokenizer.add_special_tokens({"additional_special_tokens": ["<|endoftext|>", *whisper_special_tokens(languages)]})
     steps = int(timestamp_seconds / 0.02)
     tokenizer.add_tokens([f"<|{step * 0.02:.2f}|>" for step in range(steps + 1)])
+    if prefix:  # only now: transformers 5 builds the prefix template at once, and the specials must exist by then
+        tokenizer.set_prefix_tokens(**prefix)
     return tokenizer
 
 

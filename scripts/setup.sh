@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Creates the two test environments from the repo's own files (idempotent: an up-to-date venv is reused).
-#   .venv   transformers 4.57.x + optimum-onnx + onnxruntime (constraints.txt)
-#   .venv5  transformers 5.x, modeling only (constraints-v5.txt)
+# Creates the environments from the repo's own files (idempotent: an up-to-date venv is reused).
+#   .venv5  the default: the newest transformers 5.x, our ONNX export + ONNX Runtime classes, the demo
+#           (constraints-v5.txt; no optimum, which pins transformers < 4.58)
+#   .venv   the compatibility leg: transformers 4.57.x + optimum-onnx (constraints.txt), tests only
 # torch is installed first and pinned: a bare `torch` requirement would pull a multi-GB CUDA build.
 # TORCH_INDEX_URL picks the index torch comes from, for a machine whose pip sees only PyPI (where torch==2.13.0 is
 # the CUDA build and no +cpu build exists): `TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu bash scripts/setup.sh`
@@ -27,10 +28,10 @@ make_env() {  # make_env DIR CONSTRAINTS EXTRAS [REQUIREMENTS installed --no-dep
 # version, into .transformers-tests/<version>/ (skipped, offline, once there)
 fetch_common_tests() { "$1/bin/python" scripts/fetch_transformers_tests.py; }
 
-# .venv always gets the real checkpoints' weights (one stamp for the demo's setup and the tests')
-make_env .venv constraints.txt onnx,dev,clients,demo requirements-real-checkpoints.txt
+# .venv5 always gets everything (one stamp for the demo's setup and the tests'), the real checkpoints' weights too
+make_env .venv5 constraints-v5.txt ort,dev,clients,demo requirements-real-checkpoints.txt
 if [ "${1:-}" != "--main-only" ]; then  # the tests' setup (the demo needs none of it)
-  fetch_common_tests .venv
-  make_env .venv5 constraints-v5.txt dev,clients
   fetch_common_tests .venv5
+  make_env .venv constraints.txt onnx,dev,clients,demo requirements-real-checkpoints.txt
+  fetch_common_tests .venv
 fi

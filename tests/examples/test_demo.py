@@ -19,7 +19,6 @@ CHECKS = {"loss decreased", "loaded as remote code, hf_tformer not importable", 
           "ONNX Runtime pipeline matches PyTorch"}
 
 
-@pytest.mark.needs_optimum
 def test_quick_demo_runs_every_stage_and_reports_every_check_passed(tmp_path, hf_home):
     out = tmp_path / "demo"
     result = subprocess.run([sys.executable, "-m", "hf_tformer_demo", "--quick", "--no-progress", "--out", str(out)],
@@ -56,7 +55,9 @@ def test_quick_demo_runs_every_stage_and_reports_every_check_passed(tmp_path, hf
         assert example["reloaded"] and set(example["reloaded"].split()) <= set(TONES), example
     sounds = sorted((out / "examples" / "speech").iterdir())
     assert len(sounds) == 4 and all(path.read_bytes()[:4] == b"RIFF" for path in sounds)
-    for name in ("preprocessor_config.json", "generation_config.json", "tokenizer_config.json"):
+    # transformers 5 saves a processor's feature extractor inside processor_config.json; 4.57 beside it
+    assert any((out / "speech" / name).exists() for name in ("preprocessor_config.json", "processor_config.json"))
+    for name in ("generation_config.json", "tokenizer_config.json"):
         assert (out / "speech" / name).exists()  # WhisperProcessor + the Whisper prompt the pipeline generates with
     report = (out / "report.md").read_text()
     assert "![training loss](loss_curves.png)" in report and "ALL CHECKS PASSED (36/42; 6 skipped" in report
@@ -194,8 +195,7 @@ def test_a_failed_export_is_a_failed_check_and_the_report_still_renders():
     assert verdict["held-out quality >= 90%"]["passed"] is None  # quick mode lists quality as skipped
     assert "skipped in --quick" in verdict["held-out quality >= 90%"]["detail"]
     summary = {"mode": "quick", "seed": 0, "torch_threads": 1, "cpu_capability": "AVX2", "total_seconds": 1.0,
-               "reload_process_seconds": 0.5, "versions": dict.fromkeys(("torch", "transformers", "optimum-onnx",
-                                                                           "onnxruntime"), "0"),
+               "reload_process_seconds": 0.5, "versions": dict.fromkeys(("torch", "transformers", "onnxruntime"), "0"),
                "variants": [_result(max_abs_diff=None, error="x")], "checks": failed, "all_passed": False}
     report = markdown(summary, "loss_curves.png")
     assert "SOME CHECKS FAILED" in report and "**FAIL**" in report and "| - |" in report
