@@ -164,10 +164,7 @@ def load_ort_model(folder: str | Path, task: str, device: str = "cpu", variant: 
     which needs optimum-onnx and so transformers 4.57)."""
     if backend not in BACKENDS:
         raise ValueError(f"backend={backend!r} is not supported; choose one of {list(BACKENDS)}.")
-    if backend == "hf_tformer":
-        task = TASK_SYNONYMS.get(task, task)
-        if task not in OUR_CLASSES:
-            raise ValueError(f"task={task!r} has no ONNX Runtime model class; expected one of {sorted(OUR_CLASSES)}.")
+    if backend == "hf_tformer":  # ort_class resolves synonyms and refuses an unknown task
         return ort_class(task, _model_type(Path(folder))).from_pretrained(
             folder, provider=resolve_provider(device), variant=variant, **kwargs)
     from .__main__ import require_optimum_onnx
