@@ -42,10 +42,20 @@ class TformerORTModelForCausalLM(TformerORTModel, GenerationMixin):
     main_input_name = "input_ids"
     _is_stateful = False
 
+    def __init__(self, config: Any, **kwargs: Any) -> None:
+        super().__init__(config, **kwargs)
+        # Read once: forward runs per generated token, and 5.x's config attribute lookups are not free.
+        self._layers = config.num_hidden_layers
+        self._kv_shape = (config.num_key_value_heads, config.head_dim)  # (heads, head_dim) of one layer's keys
+        self._past_names = [f"past_key_values.{layer}.{kind}" for layer in range(self._layers)
+                            for kind in ("key", "value")]
+        self._present_names = [name.replace("past_key_values", "present") for name in self._past_names]
+        self._use_cache = bool(self.sessions) and self._past_names[0] in self.session.input_names
+
     @property
     def use_cache(self) -> bool:
         """Whether the graph takes past keys / values (exported for text-generation-with-past)."""
-        return any(name.startswith("past_key_values") for name in self.session.input_names)
+        return self._use_cache
 
     @classmethod
     def _supports_default_dynamic_cache(cls) -> bool:
@@ -59,31 +69,27 @@ class TformerORTModelForCausalLM(TformerORTModel, GenerationMixin):
                 position_ids: Optional[torch.Tensor] = None, past_key_values: Optional[DynamicCache] = None,
                 use_cache: Optional[bool] = None, **kwargs: Any) -> CausalLMOutputWithPast:
         batch, length = input_ids.shape
-        config = self.config
         # use_cache=False (generate(use_cache=False) passes it): no cache read or returned, as the PyTorch model
         # does; a returned cache would make generate() feed only the newest token to the next step.
-        with_past = self.use_cache and use_cache is not False
+        with_past = self._use_cache and use_cache is not False
         past_length = past_key_values.get_seq_length() if with_past and past_key_values is not None else 0
         if attention_mask is None:
             attention_mask = torch.ones(batch, past_length + length, dtype=torch.long)
         if position_ids is None:  # as the PyTorch model: the tokens' indices (generate() passes its own)
             position_ids = torch.arange(past_length, past_length + length).expand(batch, length)
         feed = {"input_ids": input_ids, "attention_mask": attention_mask, "position_ids": position_ids}
-        if not self.use_cache:
+        if not self._use_cache:
             if attention_mask.shape[1] != length:
                 raise ValueError(f"this export has no past keys / values (exported for text-generation), so it needs "
                                  f"the whole sequence: got {length} tokens for a mask of {attention_mask.shape[1]}. "
                                  "Generate with use_cache=False, or export for text-generation-with-past.")
             return CausalLMOutputWithPast(logits=self.session.run(feed)["logits"])
-        layers = config.num_hidden_layers
-        empty = torch.Size((batch, config.num_key_value_heads, 0, config.head_dim))
-        past = cached_tensors(past_key_values if with_past else None, layers, empty)
-        for layer in range(layers):
-            feed[f"past_key_values.{layer}.key"], feed[f"past_key_values.{layer}.value"] = past[2 * layer: 2 * layer + 2]
+        empty = torch.Size((batch, self._kv_shape[0], 0, self._kv_shape[1]))  # (batch, kv heads, 0, head_dim)
+        past = cached_tensors(past_key_values if past_length else None, self._layers, empty)
+        feed.update(zip(self._past_names, past))
         outputs = self.session.run(feed)
         if not with_past:
             return CausalLMOutputWithPast(logits=outputs["logits"])
         cache = past_key_values if past_key_values is not None else DynamicCache()
-        store_presents(cache, [outputs[f"present.{i}.{kind}"] for i in range(layers) for kind in ("key", "value")],
-                       past_length)
+        store_presents(cache, [outputs[name] for name in self._present_names], past_length)
         return CausalLMOutputWithPast(logits=outputs["logits"], past_key_values=cache)

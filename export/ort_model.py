@@ -20,9 +20,11 @@ from transformers import GenerationConfig, PreTrainedModel
 from .config_code import load_config
 from .tasks import TASKS
 
-# ONNX element types of our graphs' inputs -> numpy
+# ONNX element types of our graphs' inputs -> numpy, and the torch dtype that converts to it without a copy
 _NUMPY_TYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(float)": np.float32,
                 "tensor(float16)": np.float16, "tensor(bool)": np.bool_}
+_TORCH_TYPES = {np.int64: torch.int64, np.int32: torch.int32, np.float32: torch.float32, np.float16: torch.float16,
+                np.bool_: torch.bool}
 
 
 class OrtSession:
@@ -40,15 +42,23 @@ class OrtSession:
         self.input_types = {i.name: _NUMPY_TYPES.get(i.type, np.float32) for i in self.session.get_inputs()}
         self.input_names = list(self.input_types)
         self.output_names = [o.name for o in self.session.get_outputs()]
+        # (name, numpy type, torch type) per input: run() is on every generated token's path, so it does no lookups
+        self._feed_plan = [(name, kind, _TORCH_TYPES[kind]) for name, kind in self.input_types.items()]
 
     def run(self, inputs: dict[str, Any]) -> dict[str, torch.Tensor]:
         """Every graph input must be in `inputs` (extra entries are ignored)."""
-        missing = [name for name in self.input_names if inputs.get(name) is None]
-        if missing:
-            raise ValueError(f"{self.path.name} needs the inputs {missing}; pass them to the model.")
-        feed = {name: _to_numpy(inputs[name], self.input_types[name]) for name in self.input_names}
-        return {name: torch.from_numpy(value) for name, value in zip(self.output_names,
-                                                                     self.session.run(None, feed))}
+        feed = {}
+        for name, kind, torch_kind in self._feed_plan:
+            value = inputs.get(name)
+            if value is None:
+                missing = [name for name in self.input_names if inputs.get(name) is None]
+                raise ValueError(f"{self.path.name} needs the inputs {missing}; pass them to the model.")
+            if (type(value) is torch.Tensor and value.dtype is torch_kind and not value.requires_grad
+                    and value.device.type == "cpu" and value.is_contiguous()):
+                feed[name] = value.numpy()  # shares the tensor's memory: no copy on the per-token path
+            else:
+                feed[name] = _to_numpy(value, kind)
+        return dict(zip(self.output_names, map(torch.from_numpy, self.session.run(self.output_names, feed))))
 
 
 def _to_numpy(value: Any, dtype: type) -> np.ndarray:

@@ -94,6 +94,10 @@ class TformerORTModelForSeq2SeqLM(TformerORTModel, GenerationMixin):
                  provider: str = "CPUExecutionProvider") -> None:
         super().__init__(config, sessions=sessions, folder=folder, provider=provider)
         self.encoder = self.encoder_class(self.sessions.get(ENCODER_FILE), config)
+        # Names read once: forward runs per generated token.
+        self._layers = config.decoder_layers
+        self._kv_names = {(prefix, side): _kv_names(prefix, side, self._layers)
+                          for prefix in ("past_key_values", "present") for side in ("decoder", "encoder")}
 
     @property
     def use_cache(self) -> bool:
@@ -125,7 +129,7 @@ class TformerORTModelForSeq2SeqLM(TformerORTModel, GenerationMixin):
             attention_mask = torch.ones(states.shape[:2], dtype=torch.long)
         feed = {"input_ids": decoder_input_ids, "encoder_attention_mask": attention_mask,
                 "encoder_hidden_states": states}
-        layers = self.config.decoder_layers
+        names = self._kv_names
         past_length = past_key_values.get_seq_length() if self.use_cache and past_key_values is not None else 0
         if past_length == 0:
             outputs = self.sessions[DECODER_FILE].run(feed)
@@ -134,17 +138,17 @@ class TformerORTModelForSeq2SeqLM(TformerORTModel, GenerationMixin):
             cache = past_key_values if past_key_values is not None else EncoderDecoderCache(DynamicCache(),
                                                                                             DynamicCache())
             for side, part in (("decoder", cache.self_attention_cache), ("encoder", cache.cross_attention_cache)):
-                store_presents(part, [outputs[name] for name in _kv_names("present", side, layers)], 0)
-            for layer in range(layers):
+                store_presents(part, [outputs[name] for name in names["present", side]], 0)
+            for layer in range(self._layers):
                 cache.is_updated[layer] = True  # cross keys / values are the encoder's: computed once
         else:
             cache = past_key_values
             for side, part in (("decoder", cache.self_attention_cache), ("encoder", cache.cross_attention_cache)):
-                tensors = [tensor for layer in part.layers[:layers] for tensor in (layer.keys, layer.values)]
-                feed.update(zip(_kv_names("past_key_values", side, layers), tensors))
+                tensors = [tensor for layer in part.layers for tensor in (layer.keys, layer.values)]
+                feed.update(zip(names["past_key_values", side], tensors))
             outputs = self.sessions[DECODER_WITH_PAST_FILE].run(feed)
             store_presents(cache.self_attention_cache,
-                           [outputs[name] for name in _kv_names("present", "decoder", layers)], past_length)
+                           [outputs[name] for name in names["present", "decoder"]], past_length)
         return Seq2SeqLMOutput(logits=outputs["logits"], past_key_values=cache, encoder_last_hidden_state=states)
 
     def _check_decoder_inputs(self, decoder_input_ids: Optional[torch.Tensor],
