@@ -22,6 +22,7 @@ from .runtime import variant_name
 from .tasks import (ATTENTION_MODES, CLIP, CLIP_VISION, DEFAULT_OPSET, TASKS, VISION, WHISPER, check_opset,
                     optimum_task)
 from .tied_head import gemms_to_matmuls
+from .genai_config import write_genai_config
 from .torch_onnx import export_graphs, load_for_export, save_loading_files
 from .validate import ValidationReport, quantization_report, validate_export
 
@@ -133,6 +134,8 @@ def export_onnx(checkpoint: str, destination: str, task: str, *, attention: str 
         bar.set_description("export with torch.onnx")
         graphs = sorted(export_graphs(model, model_type, task, staging, opset))
         save_loading_files(model, folder, staging)
+        if task == "text-generation-with-past":  # the same graph runs in onnxruntime-genai's loop (ort_genai.py)
+            write_genai_config(staging, model.config, model.generation_config)
         bar.update()
         del model
         for wanted, variant, make in ((quantize, "quantized", quantize_int8), (fp16, "fp16", convert_fp16)):

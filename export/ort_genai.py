@@ -1,0 +1,95 @@
+"""The decoder's with-past export under onnxruntime-genai's C++ generation loop: greedy and sampled decoding without
+transformers' Python generate() (its per-token bookkeeping, logits processors and stopping criteria), over the same
+graph and files that TformerORTModelForCausalLM runs (the export writes genai_config.json, genai_config.py).
+
+What this loop does not do is refused, not approximated: prompts that need an attention mask (left padding: genai
+0.18 feeds every given token), beam search (genai's beam search wants its own builder's graphs) and transformers'
+logits processors. TformerORTModelForCausalLM does all of those.
+"""
+
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+from .genai_config import GENAI_CONFIG
+from .ort_model import graph_file
+
+
+def _import_genai():
+    try:
+        import onnxruntime_genai
+    except ImportError:
+        raise ValueError("onnxruntime-genai is not installed: `pip install --no-deps onnxruntime-genai==0.18.0` (it "
+                         "runs on the onnxruntime or onnxruntime-gpu package already there; scripts/setup.sh "
+                         "installs it into .venv5).") from None
+    return onnxruntime_genai
+
+
+class TformerGenaiModel:
+    """og.Model over an export folder; generate() takes and returns token ids as transformers' does."""
+
+    def __init__(self, model: Any, folder: Path, config: dict) -> None:
+        self.model, self.folder, self.genai_config = model, folder, config
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path, variant: Optional[str] = None,
+                        intra_op_num_threads: Optional[int] = None) -> "TformerGenaiModel":
+        """folder: written by `hf-tformer export onnx ... --task text-generation-with-past`; variant: None (fp32),
+        "quantized" or "fp16" (the graph genai runs); intra_op_num_threads: ONNX Runtime's, default its own."""
+        og = _import_genai()
+        folder = Path(folder)
+        if not (folder / GENAI_CONFIG).is_file():
+            raise ValueError(f"{folder} has no {GENAI_CONFIG}: export the decoder for text-generation-with-past "
+                             "with `hf-tformer export onnx` (it writes one), or run the folder with "
+                             "hf_tformer_export.runtime.load_ort_model.")
+        config = json.loads((folder / GENAI_CONFIG).read_text())
+        decoder: dict = {"filename": graph_file(folder, config["model"]["decoder"]["filename"], variant).name}
+        if intra_op_num_threads is not None:
+            decoder["session_options"] = {"intra_op_num_threads": intra_op_num_threads, "inter_op_num_threads": 1}
+        og_config = og.Config(str(folder))
+        og_config.overlay(json.dumps({"model": {"decoder": decoder}}))
+        return cls(og.Model(og_config), folder, config)
+
+    def generate(self, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor] = None,
+                 max_new_tokens: int = 20, min_new_tokens: int = 0, do_sample: bool = False,
+                 temperature: float = 1.0, top_k: int = 50, top_p: float = 1.0, seed: Optional[int] = None,
+                 **unsupported: Any) -> torch.Tensor:
+        """(batch, prompt) ids -> (batch, prompt + new) ids; rows that stop early are padded with the pad id, as
+        transformers pads them. Sampling is seeded by `seed` (genai's own generator, not torch's)."""
+        if unsupported:
+            raise ValueError(f"{sorted(unsupported)} are not supported by onnxruntime-genai's loop here; use "
+                             "TformerORTModelForCausalLM (load_ort_model) for transformers' full generate().")
+        if input_ids.dim() != 2:
+            raise ValueError(f"input_ids must be (batch, tokens), got shape {tuple(input_ids.shape)}.")
+        if attention_mask is not None and not bool(attention_mask.bool().all()):
+            raise ValueError("attention_mask masks prompt tokens (padding), which onnxruntime-genai 0.18's loop does "
+                             "not take (it attends every given token): generate prompts of unequal length one "
+                             "row at a time, or use TformerORTModelForCausalLM (load_ort_model).")
+        if max_new_tokens < 1 or not 0 <= min_new_tokens <= max_new_tokens:
+            raise ValueError(f"max_new_tokens={max_new_tokens}, min_new_tokens={min_new_tokens}: need "
+                             "max_new_tokens >= 1 and 0 <= min_new_tokens <= max_new_tokens.")
+        og = _import_genai()
+        batch, prompt = input_ids.shape
+        context = self.genai_config["model"]["context_length"]
+        if prompt + max_new_tokens > context:
+            raise ValueError(f"{prompt} prompt tokens + max_new_tokens={max_new_tokens} exceed the model's "
+                             f"{context} positions (max_position_embeddings): shorten one of them.")
+        params = og.GeneratorParams(self.model)
+        options = dict(max_length=prompt + max_new_tokens, min_length=prompt + min_new_tokens, batch_size=batch,
+                       do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p)
+        if seed is not None:
+            options["random_seed"] = seed
+        params.set_search_options(**options)
+        generator = og.Generator(self.model, params)
+        generator.append_tokens(np.ascontiguousarray(input_ids.numpy(), dtype=np.int32))
+        while not generator.is_done():
+            generator.generate_next_token()
+        rows = [np.asarray(generator.get_sequence(row), dtype=np.int64) for row in range(batch)]
+        pad = self.genai_config["model"]["pad_token_id"]
+        out = torch.full((batch, max(len(row) for row in rows)), pad, dtype=torch.long)
+        for index, row in enumerate(rows):
+            out[index, :len(row)] = torch.from_numpy(row)
+        return out
