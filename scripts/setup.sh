@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 TORCH_VERSION=2.13.0
 
-make_env() {  # make_env DIR CONSTRAINTS EXTRAS [REQUIREMENTS installed --no-deps]
+make_env() {  # make_env DIR CONSTRAINTS EXTRAS ["REQUIREMENTS FILES" installed --no-deps]
   local dir=$1 constraints=$2 extras=$3 requirements=${4:-} stamp
   stamp="$dir/.hf_tformer-setup-$(cat "$constraints" pyproject.toml $requirements | sha256sum | cut -c1-16)"
   if [ -f "$stamp" ]; then return 0; fi
@@ -20,7 +20,7 @@ make_env() {  # make_env DIR CONSTRAINTS EXTRAS [REQUIREMENTS installed --no-dep
   "$dir/bin/python" -m pip install -q --upgrade pip
   "$dir/bin/python" -m pip install -q "torch==$TORCH_VERSION" ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"}
   "$dir/bin/python" -m pip install -q -c "$constraints" -e ".[$extras]"
-  if [ -n "$requirements" ]; then "$dir/bin/python" -m pip install -q --no-deps -r "$requirements"; fi
+  for file in $requirements; do "$dir/bin/python" -m pip install -q --no-deps -r "$file"; done
   rm -f "$dir"/.hf_tformer-setup-*
   touch "$stamp"
 }
@@ -28,10 +28,11 @@ make_env() {  # make_env DIR CONSTRAINTS EXTRAS [REQUIREMENTS installed --no-dep
 # version, into .transformers-tests/<version>/ (skipped, offline, once there)
 fetch_common_tests() { "$1/bin/python" scripts/fetch_transformers_tests.py; }
 
-# .venv5 always gets everything (one stamp for the demo's setup and the tests'), the real checkpoints' weights too
-make_env .venv5 constraints-v5.txt ort,dev,clients,demo requirements-real-checkpoints.txt
+# .venv5 always gets everything (one stamp for the demo's setup and the tests'), the real checkpoints' weights and
+# onnxruntime-genai too (--no-deps: it runs on the onnxruntime-gpu package; requirements-genai.txt says why)
+make_env .venv5 constraints-v5.txt ort,dev,clients,demo "requirements-real-checkpoints.txt requirements-genai.txt"
 if [ "${1:-}" != "--main-only" ]; then  # the tests' setup (the demo needs none of it)
   fetch_common_tests .venv5
-  make_env .venv constraints.txt onnx,dev,clients,demo requirements-real-checkpoints.txt
+  make_env .venv constraints.txt onnx,dev,clients,demo "requirements-real-checkpoints.txt requirements-genai.txt"
   fetch_common_tests .venv
 fi
