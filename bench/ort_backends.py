@@ -1,5 +1,6 @@
 """ONNX Runtime model classes side by side: ours on transformers 5.x vs optimum's ORTModel* on 4.57 (over our export,
-and over optimum's own export end to end) vs PyTorch on both, one table from one run.
+and over optimum's own export end to end) vs PyTorch on both, one table from one run; for the decoder also
+onnxruntime-genai's C++ generation loop over the same export (export/ort_genai.py) against our Python loop.
 
     hf-tformer bench ort-backends [--repeats 20] [--threads 2] [--v5-python P] [--v457-python P] [--current-only]
 
@@ -31,14 +32,15 @@ from typing import Any, Callable, Optional
 
 REPO = Path(__file__).resolve().parents[1]  # bench/ -> the repo root, where scripts/setup.sh puts the venvs
 # The columns each worker measures (its side: the transformers major version of its venv).
-COLUMNS = {"5": ("ours ORT 5.x", "PyTorch 5.x"),
+COLUMNS = {"5": ("ours ORT 5.x", "onnxruntime-genai 5.x", "PyTorch 5.x"),
            "4": ("optimum ORT 4.57, our export", "optimum end to end 4.57", "ours ORT 4.57", "PyTorch 4.57")}
 TABLE_ORDER = ("ours ORT 5.x", "optimum ORT 4.57, our export", "optimum end to end 4.57", "ours ORT 4.57",
-               "PyTorch 5.x", "PyTorch 4.57")
+               "onnxruntime-genai 5.x", "PyTorch 5.x", "PyTorch 4.57")
 OURS, OPTIMUM, OPTIMUM_E2E = "ours ORT 5.x", "optimum ORT 4.57, our export", "optimum end to end 4.57"
+GENAI = "onnxruntime-genai 5.x"  # generate() only: no encoder cases
 # (ours, theirs, heading): speed ratios; the last compares the classes alone, both on transformers 4.57
 RATIOS = ((OURS, OPTIMUM, "ours / optimum (our export)"), (OURS, OPTIMUM_E2E, "ours / optimum end to end"),
-          ("ours ORT 4.57", OPTIMUM, "ours 4.57 / optimum (our export)"))
+          ("ours ORT 4.57", OPTIMUM, "ours 4.57 / optimum (our export)"), (GENAI, OURS, "genai / ours 5.x"))
 CLOCKS = {"wall": "wall clock", "cpu": "process CPU time, all threads (steadier on a loaded machine; counts "
           "spin-waiting threads too, e.g. PyTorch's OpenMP pool)"}
 CASES = {"encoder b1 ms": ("encoder", 1), "encoder b8 ms": ("encoder", 8), "decoder tok/s": ("decoder", 1)}
@@ -97,10 +99,14 @@ def optimum_export(work: Path, validate: bool) -> None:
 
 
 def load_column(column: str, work: Path, threads: int, validate: bool) -> tuple[Any, Any]:
-    """(encoder model, decoder model) of one column."""
+    """(encoder model or None, decoder model) of one column."""
     from hf_tformer_bench.onnx_runtime import session_options
     from hf_tformer_export.runtime import load_ort_model
 
+    if column == GENAI:
+        from hf_tformer_export.ort_genai import TformerGenaiModel
+
+        return None, TformerGenaiModel.from_pretrained(work / "decoder_onnx", intra_op_num_threads=threads)
     if column.startswith("PyTorch"):
         import hf_tformer as ht
 
@@ -144,7 +150,8 @@ def make_runners(models: tuple[Any, Any], sizes: Sizes) -> dict[str, Callable[[]
                                       do_sample=False)
         return tokens[0].tolist()
 
-    runners = {case: forward(encoder_inputs(batch)) for case, (kind, batch) in CASES.items() if kind == "encoder"}
+    runners = {case: forward(encoder_inputs(batch)) for case, (kind, batch) in CASES.items()
+               if kind == "encoder" and encoder is not None}
     runners["decoder tok/s"] = generate
     return runners
 
@@ -177,7 +184,8 @@ def worker(side: str, work: Path, threads: int, sizes: Sizes, build_first: bool,
             runners[column] = make_runners(load_column(column, work, threads, validate), sizes)
         except Exception as error:  # noqa: BLE001 (one column's failure is reported, the others still run)
             skipped[column] = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
-    reply({"columns": list(runners), "skipped": skipped, "versions": versions})
+    reply({"columns": list(runners), "cases": {column: list(cases) for column, cases in runners.items()},
+           "skipped": skipped, "versions": versions})
     for line in sys.stdin:
         request = json.loads(line)
         start, cpu_start = time.perf_counter(), time.process_time()
@@ -200,6 +208,7 @@ class Worker:
     python: str
     process: Any = None
     columns: list[str] = field(default_factory=list)
+    cases: dict[str, list[str]] = field(default_factory=dict)  # column -> the cases it runs
     versions: str = ""
     log: Optional[Path] = None
 
@@ -213,7 +222,7 @@ class Worker:
             self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
                                             text=True, env=environment, cwd=work)
         ready = self.receive()
-        self.columns, self.versions = ready["columns"], ready["versions"]
+        self.columns, self.cases, self.versions = ready["columns"], ready["cases"], ready["versions"]
         return ready["skipped"]
 
     def receive(self) -> dict:
@@ -272,7 +281,8 @@ def start_workers(work: Path, args: argparse.Namespace) -> tuple[list[Worker], d
 
 def measure(workers: list[Worker], case: str, repeats: int, skipped: dict[str, str]) -> tuple[dict, dict]:
     """{clock: {column: [seconds]}} of interleaved calls after one warm-up call each, and {column: tokens}."""
-    slots = [(worker_, column) for worker_ in workers for column in worker_.columns if column not in skipped]
+    slots = [(worker_, column) for worker_ in workers for column in worker_.columns
+             if column not in skipped and case in worker_.cases[column]]
     seconds, tokens = {clock: {column: [] for _, column in slots} for clock in CLOCKS}, {}
     for repeat in range(repeats + 1):
         # A new order every repeat: a fixed cycle would have each column always follow the same one (after a PyTorch
@@ -363,7 +373,7 @@ def report(results: dict[str, dict], tokens: dict, skipped: dict[str, str], work
     print(f"encoder: hidden {sizes.hidden}, {sizes.layers} layers, {sizes.heads} heads, ffn {sizes.ffn}, sequence "
           f"{sizes.sequence}, median of {args.repeats}; decoder: vocab {sizes.decoder_vocab}, greedy "
           f"{sizes.new_tokens} new tokens from {sizes.prompt}, batch 1, median of {decoder_repeats(args.repeats)}; "
-          f"{args.threads} threads everywhere, ORT spinning off")
+          f"{args.threads} threads everywhere, ORT spinning off (onnxruntime-genai: its own session defaults)")
     for worker_ in workers:
         print(f"  {worker_.python}: {worker_.versions}")
     columns = [column for column in TABLE_ORDER if column not in skipped]
