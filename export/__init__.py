@@ -8,7 +8,8 @@ onnxruntime nor optimum.
 
 from typing import Any
 
-__all__ = ["DEFAULT_OPSET", "TASKS", "export_onnx", "load_ort_model", "register", "supported_tasks"]
+__all__ = ["DEFAULT_OPSET", "TASKS", "TformerGenaiModel", "export_onnx", "load_ort_model", "register",
+           "supported_tasks"]
 
 
 def __getattr__(name: str) -> Any:
@@ -31,4 +32,8 @@ def __getattr__(name: str) -> Any:
         from .runtime import load_ort_model
 
         return load_ort_model
+    if name == "TformerGenaiModel":  # onnxruntime-genai is imported when a model loads, not here
+        from .ort_genai import TformerGenaiModel
+
+        return TformerGenaiModel
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -67,6 +67,7 @@ BLOCKS: list[tuple[str, str, Handling]] = [
     ("bash", "hf-tformer convert SOURCE", Handling(check="commands")),
     ("bash", "hf-tformer export onnx CHECKPOINT", Handling(check="commands")),
     ("python", "from hf_tformer_export import load_ort_model", Handling(script=ONNX_RUNTIME)),
+    ("python", "from hf_tformer_export import TformerGenaiModel", Handling(script=ONNX_RUNTIME)),
     ("", "hf_tformer/", Handling(check="text")),  # the source tree under "How it is built"
 ]
 
@@ -100,6 +101,8 @@ assert beams.shape[0] == 2 and beams.shape[1] <= inputs["input_ids"].shape[1] + 
 reference = hf_tformer.TformerDecoderForCausalLM.from_pretrained("tiny-decoder").eval()
 expected = reference.generate(**inputs, max_new_tokens=10, num_beams=3)
 assert torch.equal(beams, expected), (beams, expected)
+assert torch.equal(tokens, model.generate(**prompt, max_new_tokens=10)), tokens
+assert sampled.shape[0] == 1 and torch.equal(sampled[:, :prompt["input_ids"].shape[1]], prompt["input_ids"])
 """,
 }
 MARKS: dict[str, list] = {}  # per script, pytest marks (none now: the ONNX block needs no optimum)
