@@ -4,11 +4,12 @@
     python examples/fine_tune.py --task causal-lm --out runs/lm
 
 Data is embedded (toy_tokenizer.CORPUS): classification learns whether a sentence mentions a capital city; the
-causal LM learns the corpus. Prints the loss curve and saves model + tokenizer (atomically: temp dir, then rename).
+causal LM learns the corpus. Prints the loss curve and saves model + tokenizer the way `hf-tformer convert` writes:
+the destination is checked and locked before training, built beside it and swapped in only when complete; --force
+replaces only a checkpoint folder, never a folder of other files (hf_tformer_conversion/staging.py).
 """
 
 import argparse
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import torch
 from transformers import Trainer, TrainingArguments
 
 import hf_tformer as ht
+from hf_tformer_conversion.staging import claim_destination
 from hf_tformer_demo.toy_tokenizer import CORPUS, train_tokenizer
 
 TINY = dict(hidden_size=64, num_attention_heads=4, intermediate_size=128, num_hidden_layers=2,
@@ -55,8 +57,19 @@ def build(task: str):
 
 def fine_tune(task: str, out: Path, steps: int = 60, force: bool = False) -> list[float]:
     """Train, save to `out`, return the logged losses."""
-    if out.exists() and not force:
-        raise SystemExit(f"{out} exists; pass --force to replace it.")
+    try:
+        with claim_destination(out, force) as destination:  # refused before minutes of training, not after
+            losses, model, tokenizer = train(task, steps)
+            with destination.staged() as staging:
+                model.save_pretrained(staging)
+                tokenizer.save_pretrained(staging)
+    except ValueError as error:  # the destination's problem and its fix, as a command-line message
+        raise SystemExit(str(error)) from None
+    return losses
+
+
+def train(task: str, steps: int) -> tuple[list[float], torch.nn.Module, object]:
+    """(logged losses, trained model, tokenizer)."""
     torch.manual_seed(0)
     tokenizer, model, dataset = build(task)
     with tempfile.TemporaryDirectory() as scratch:
@@ -67,15 +80,7 @@ def fine_tune(task: str, out: Path, steps: int = 60, force: bool = False) -> lis
         )
         trainer = Trainer(model=model, args=args, train_dataset=dataset)
         trainer.train()
-    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
-    staging = Path(tempfile.mkdtemp(prefix=".fine_tune_", dir=out.parent if out.parent.exists() else None))
-    model.save_pretrained(staging)
-    tokenizer.save_pretrained(staging)
-    if out.exists():
-        shutil.rmtree(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    shutil.move(str(staging), out)
-    return losses
+    return [entry["loss"] for entry in trainer.state.log_history if "loss" in entry], model, tokenizer
 
 
 def main() -> None:

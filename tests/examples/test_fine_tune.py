@@ -21,5 +21,24 @@ def test_fine_tuning_lowers_the_loss_and_saves_a_usable_checkpoint(tmp_path, tas
 
 
 def test_an_existing_destination_is_not_overwritten_without_force(tmp_path):
+    (tmp_path / "runs").mkdir()
     with pytest.raises(SystemExit, match="--force"):
-        fine_tune("classification", tmp_path, steps=1)
+        fine_tune("classification", tmp_path / "runs", steps=1)
+
+
+def test_force_never_deletes_a_folder_of_other_files(tmp_path):
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "thesis.txt").write_text("years of work")
+    with pytest.raises(SystemExit, match="not an output folder"):
+        fine_tune("classification", notes, steps=1, force=True)
+    assert (notes / "thesis.txt").read_text() == "years of work"
+
+
+def test_force_replaces_an_earlier_run_in_one_swap(tmp_path):
+    out = tmp_path / "run"
+    fine_tune("classification", out, steps=1)
+    (out / "stale.txt").write_text("from the earlier run")
+    fine_tune("classification", out, steps=1, force=True)
+    assert (out / "config.json").is_file() and not (out / "stale.txt").exists()
+    assert [path.name for path in tmp_path.iterdir()] == ["run"]  # no staging or lock folder left beside it
