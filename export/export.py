@@ -84,7 +84,7 @@ def quantize_int8(source: Path, target: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     model = onnx.load(str(source))
-    gemms_to_matmuls(model)  # the tied LM head (a Gemm, see tied_head.py) gets quantized too
+    gemms_to_matmuls(model)  # 2-D linears (poolers, classifier heads) export as Gemm: quantize them too
     # DefaultTensorType: shape inference cannot type the outputs of com.microsoft ops (fused attention, layer norms)
     quantize_dynamic(model, str(target), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Attention"],
                      extra_options={"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT})
