@@ -179,6 +179,7 @@ def run_script(code: str, cwd: Path) -> str:
 SCRIPTS = sorted({handling.script for _, _, handling in BLOCKS if handling.script})
 
 
+@pytest.mark.default_env  # README's environment is .venv5
 @pytest.mark.parametrize("name", [pytest.param(name, marks=MARKS.get(name, [])) for name in SCRIPTS])
 def test_python_blocks_run_as_written(tmp_path, name):
     stdout = run_script(script_text(name), tmp_path)

@@ -19,6 +19,7 @@ CHECKS = {"loss decreased", "loaded as remote code, hf_tformer not importable", 
           "ONNX Runtime pipeline matches PyTorch"}
 
 
+@pytest.mark.default_env  # the demo runs in .venv5 (scripts/demo.sh); ~35 s
 def test_quick_demo_runs_every_stage_and_reports_every_check_passed(tmp_path, hf_home):
     out = tmp_path / "demo"
     result = subprocess.run([sys.executable, "-m", "hf_tformer_demo", "--quick", "--no-progress", "--out", str(out)],
@@ -202,6 +203,7 @@ def test_a_failed_export_is_a_failed_check_and_the_report_still_renders():
     assert "1 skipped by --quick: held-out quality >= 90%" in report and "| skipped (--quick) |" in report
 
 
+@pytest.mark.default_env  # tokenizers' determinism, not transformers': one suite is enough
 def test_toy_tokenizers_are_the_same_in_every_process():
     """tokenizer.json is identical run to run (the trainers of `tokenizers` order WordPiece / Unigram ties by hash,
     so the demo's vocabulary, and its saved folders, used to differ between runs)."""
