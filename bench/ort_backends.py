@@ -106,7 +106,9 @@ def load_column(column: str, work: Path, threads: int, validate: bool) -> tuple[
     if column == GENAI:
         from hf_tformer_export.ort_genai import TformerGenaiModel
 
-        return None, TformerGenaiModel.from_pretrained(work / "decoder_onnx", intra_op_num_threads=threads)
+        return None, TformerGenaiModel.from_pretrained(  # spinning off as every ORT session here
+            work / "decoder_onnx", intra_op_num_threads=threads,
+            session_config_entries={"session.intra_op.allow_spinning": "0"})
     if column.startswith("PyTorch"):
         import hf_tformer as ht
 
@@ -373,7 +375,7 @@ def report(results: dict[str, dict], tokens: dict, skipped: dict[str, str], work
     print(f"encoder: hidden {sizes.hidden}, {sizes.layers} layers, {sizes.heads} heads, ffn {sizes.ffn}, sequence "
           f"{sizes.sequence}, median of {args.repeats}; decoder: vocab {sizes.decoder_vocab}, greedy "
           f"{sizes.new_tokens} new tokens from {sizes.prompt}, batch 1, median of {decoder_repeats(args.repeats)}; "
-          f"{args.threads} threads everywhere, ORT spinning off (onnxruntime-genai: its own session defaults)")
+          f"{args.threads} threads everywhere, ORT spinning off (onnxruntime-genai's session too)")
     for worker_ in workers:
         print(f"  {worker_.python}: {worker_.versions}")
     columns = [column for column in TABLE_ORDER if column not in skipped]

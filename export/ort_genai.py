@@ -36,9 +36,12 @@ class TformerGenaiModel:
 
     @classmethod
     def from_pretrained(cls, folder: str | Path, variant: Optional[str] = None,
-                        intra_op_num_threads: Optional[int] = None) -> "TformerGenaiModel":
+                        intra_op_num_threads: Optional[int] = None,
+                        session_config_entries: Optional[dict[str, str]] = None) -> "TformerGenaiModel":
         """folder: written by `hf-tformer export onnx ... --task text-generation-with-past`; variant: None (fp32),
-        "quantized" or "fp16" (the graph genai runs); intra_op_num_threads: ONNX Runtime's, default its own."""
+        "quantized" or "fp16" (the graph genai runs); intra_op_num_threads: ONNX Runtime's, default its own;
+        session_config_entries: ONNX Runtime session config entries, e.g. {"session.intra_op.allow_spinning": "0"}
+        (genai 0.18 passes string-valued keys of its session_options on to ORT)."""
         og = _import_genai()
         folder = Path(folder)
         if not (folder / GENAI_CONFIG).is_file():
@@ -47,8 +50,16 @@ class TformerGenaiModel:
                              "hf_tformer_export.runtime.load_ort_model.")
         config = json.loads((folder / GENAI_CONFIG).read_text())
         decoder: dict = {"filename": graph_file(folder, config["model"]["decoder"]["filename"], variant).name}
+        options: dict[str, Any] = {}
         if intra_op_num_threads is not None:
-            decoder["session_options"] = {"intra_op_num_threads": intra_op_num_threads, "inter_op_num_threads": 1}
+            options.update(intra_op_num_threads=intra_op_num_threads, inter_op_num_threads=1)
+        for key, value in (session_config_entries or {}).items():
+            if not isinstance(value, str):
+                raise TypeError(f"session_config_entries[{key!r}] = {value!r}: ONNX Runtime config values are "
+                                f"strings, e.g. \"0\".")
+            options[key] = value
+        if options:
+            decoder["session_options"] = options
         og_config = og.Config(str(folder))
         og_config.overlay(json.dumps({"model": {"decoder": decoder}}))
         return cls(og.Model(og_config), folder, config)

@@ -84,7 +84,8 @@ def test_generation_stops_at_eos_and_pads_as_transformers_does(exports, tmp_path
 
 def test_seeded_sampling_repeats_and_the_seed_matters(exports):
     _, folder = exports["gqa"]
-    genai = TformerGenaiModel.from_pretrained(folder)
+    genai = TformerGenaiModel.from_pretrained(folder, intra_op_num_threads=2,
+                                              session_config_entries={"session.intra_op.allow_spinning": "0"})
     ids = prompts(batch=2)
     draws = [genai.generate(ids, max_new_tokens=16, min_new_tokens=16, do_sample=True, top_k=50, temperature=1.5,
                             seed=seed) for seed in (7, 7, 8)]
@@ -127,6 +128,12 @@ def test_a_model_without_eos_gets_no_genai_config_and_a_warning_saying_why(tmp_p
     with pytest.warns(UserWarning, match="no genai_config.json written"):
         assert write_genai_config(tmp_path, config) is None
     assert not (tmp_path / GENAI_CONFIG).exists()
+
+
+def test_session_config_values_must_be_strings(exports):
+    with pytest.raises(TypeError, match="config values are strings"):
+        TformerGenaiModel.from_pretrained(exports["mha"][1],
+                                          session_config_entries={"session.intra_op.allow_spinning": False})
 
 
 @pytest.mark.parametrize("kwargs, message", [
