@@ -218,7 +218,10 @@ class Worker:
         self.log = work / f"worker-{self.side}.log"
         command = [self.python, "-m", "hf_tformer_bench.ort_backends", "--worker", self.side, "--work", str(work),
                    "--threads", str(args.threads)] + ["--tiny"] * args.tiny + ["--build"] * build_first
+        # OMP_WAIT_POLICY=PASSIVE: PyTorch's OpenMP threads sleep after a call, as ORT's do with spinning off,
+        # instead of spinning on the cores the next column (any worker's) needs
         environment = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads),
+                           OMP_WAIT_POLICY="PASSIVE",
                            HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", PYTHONWARNINGS="ignore")
         with open(self.log, "w") as log:
             self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
@@ -375,7 +378,8 @@ def report(results: dict[str, dict], tokens: dict, skipped: dict[str, str], work
     print(f"encoder: hidden {sizes.hidden}, {sizes.layers} layers, {sizes.heads} heads, ffn {sizes.ffn}, sequence "
           f"{sizes.sequence}, median of {args.repeats}; decoder: vocab {sizes.decoder_vocab}, greedy "
           f"{sizes.new_tokens} new tokens from {sizes.prompt}, batch 1, median of {decoder_repeats(args.repeats)}; "
-          f"{args.threads} threads everywhere, ORT spinning off (onnxruntime-genai's session too)")
+          f"{args.threads} threads everywhere, ORT spinning off (onnxruntime-genai's session too), "
+          "OMP_WAIT_POLICY=PASSIVE")
     for worker_ in workers:
         print(f"  {worker_.python}: {worker_.versions}")
     columns = [column for column in TABLE_ORDER if column not in skipped]
