@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .genai_config import GENAI_CONFIG
-from .ort_model import graph_file
+from .ort_model import graph_file, snapshot_folder
 
 
 def _import_genai():
@@ -35,15 +35,24 @@ class TformerGenaiModel:
         self.model, self.folder, self.genai_config = model, folder, config
 
     @classmethod
-    def from_pretrained(cls, folder: str | Path, variant: Optional[str] = None,
+    def from_pretrained(cls, model_id: str | Path, variant: Optional[str] = None,
                         intra_op_num_threads: Optional[int] = None,
-                        session_config_entries: Optional[dict[str, str]] = None) -> "TformerGenaiModel":
-        """folder: written by `hf-tformer export onnx ... --task text-generation-with-past`; variant: None (fp32),
-        "quantized" or "fp16" (the graph genai runs); intra_op_num_threads: ONNX Runtime's, default its own;
-        session_config_entries: ONNX Runtime session config entries, e.g. {"session.intra_op.allow_spinning": "0"}
-        (genai 0.18 passes string-valued keys of its session_options on to ORT)."""
+                        session_config_entries: Optional[dict[str, str]] = None,
+                        **hub_kwargs: Any) -> "TformerGenaiModel":
+        """model_id: a folder written by `hf-tformer export onnx ... --task text-generation-with-past`, or a Hub repo
+        id of one (read through the Hub cache, as load_ort_model does; `revision`, `token`, `cache_dir` go to
+        huggingface_hub); variant: None (fp32), "quantized" or "fp16" (the graph genai runs);
+        intra_op_num_threads: ONNX Runtime's, default its own; session_config_entries: ONNX Runtime session config
+        entries, e.g. {"session.intra_op.allow_spinning": "0"} (genai 0.18 passes string-valued keys of its
+        session_options on to ORT)."""
         og = _import_genai()
-        folder = Path(folder)
+        unknown = set(hub_kwargs) - {"revision", "token", "cache_dir"}
+        if unknown:
+            raise TypeError(f"from_pretrained() got unexpected arguments {sorted(unknown)}; it takes variant, "
+                            "intra_op_num_threads, session_config_entries, revision, token, cache_dir.")
+        folder = Path(model_id)
+        if not folder.is_dir():
+            folder = snapshot_folder(str(model_id), **hub_kwargs)
         if not (folder / GENAI_CONFIG).is_file():
             raise ValueError(f"{folder} has no {GENAI_CONFIG}: export the decoder for text-generation-with-past "
                              "with `hf-tformer export onnx` (it writes one), or run the folder with "

@@ -114,7 +114,7 @@ class TformerORTModel(PreTrainedModel):
         require_onnx_runtime(("onnxruntime",))  # a ValueError with the install command, not a ModuleNotFoundError
         folder = Path(model_id)
         if not folder.is_dir():
-            folder = _snapshot(str(model_id), **{k: kwargs.pop(k) for k in ("revision", "token", "cache_dir")
+            folder = snapshot_folder(str(model_id), **{k: kwargs.pop(k) for k in ("revision", "token", "cache_dir")
                                                  if k in kwargs})
         if config is None:
             config = load_config(str(folder), tuple(TASKS), trust_remote_code=True)
@@ -176,7 +176,7 @@ class TformerORTModel(PreTrainedModel):
         pass
 
 
-def _snapshot(repo_id: str, **hub_kwargs: Any) -> Path:
+def snapshot_folder(repo_id: str, **hub_kwargs: Any) -> Path:
     """The Hub repo's files in the local cache (no download with HF_HUB_OFFLINE=1); ValueError when neither a folder
     nor a reachable / cached repo."""
     from huggingface_hub import snapshot_download

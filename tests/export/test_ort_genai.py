@@ -130,6 +130,24 @@ def test_a_model_without_eos_gets_no_genai_config_and_a_warning_saying_why(tmp_p
     assert not (tmp_path / GENAI_CONFIG).exists()
 
 
+def test_a_hub_repo_id_loads_from_the_cache_offline(exports, tmp_path):
+    pytorch, folder = exports["gqa"]
+    revision = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--hf-tformer--tiny-genai"
+    shutil.copytree(folder, repo / "snapshots" / revision)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(revision)
+    genai = TformerGenaiModel.from_pretrained("hf-tformer/tiny-genai", cache_dir=str(tmp_path / "hub"))
+    ids = prompts(batch=1)
+    expected = pytorch.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=6, min_new_tokens=6,
+                                do_sample=False)
+    assert torch.equal(genai.generate(ids, max_new_tokens=6, min_new_tokens=6), expected)
+    with pytest.raises(ValueError, match="neither a local folder nor a Hub repo"):
+        TformerGenaiModel.from_pretrained("hf-tformer/not-cached", cache_dir=str(tmp_path / "hub"))
+    with pytest.raises(TypeError, match="unexpected arguments"):
+        TformerGenaiModel.from_pretrained(folder, provider="cuda")
+
+
 def test_session_config_values_must_be_strings(exports):
     with pytest.raises(TypeError, match="config values are strings"):
         TformerGenaiModel.from_pretrained(exports["mha"][1],
