@@ -2,9 +2,9 @@
 transformers' Python generate() (its per-token bookkeeping, logits processors and stopping criteria), over the same
 graph and files that TformerORTModelForCausalLM runs (the export writes genai_config.json, genai_config.py).
 
-What this loop does not do is refused, not approximated: prompts that need an attention mask (left padding: genai
-0.18 feeds every given token), beam search (genai's beam search wants its own builder's graphs) and transformers'
-logits processors. TformerORTModelForCausalLM does all of those.
+genai 0.18 attends every token it is given (no attention mask), so left-padded batches run row by row. What its loop
+does not do is refused, not approximated: beam search (genai's beam search wants its own builder's graphs) and
+transformers' other generate() options and logits processors. TformerORTModelForCausalLM does all of those.
 """
 
 import json
@@ -77,29 +77,50 @@ class TformerGenaiModel:
                  max_new_tokens: int = 20, min_new_tokens: int = 0, do_sample: bool = False,
                  temperature: float = 1.0, top_k: int = 50, top_p: float = 1.0, seed: Optional[int] = None,
                  **unsupported: Any) -> torch.Tensor:
-        """(batch, prompt) ids -> (batch, prompt + new) ids; rows that stop early are padded with the pad id, as
-        transformers pads them. Sampling is seeded by `seed` (genai's own generator, not torch's)."""
+        """(batch, prompt) ids -> (batch, prompt + new) ids, laid out as transformers' generate() returns them:
+        a left-padded prompt keeps its padding, rows that stop early are padded with the pad id. Sampling is seeded
+        by `seed` (genai's own generator, not torch's).
+
+        genai 0.18 attends every token it is given, so a batch whose mask pads some rows runs one row at a time
+        (each row's real tokens alone; sampled rows seeded seed + row): the same greedy tokens as the padded batch
+        through transformers, without the batch's speed-up."""
         if unsupported:
             raise ValueError(f"{sorted(unsupported)} are not supported by onnxruntime-genai's loop here; use "
                              "TformerORTModelForCausalLM (load_ort_model) for transformers' full generate().")
         if input_ids.dim() != 2:
             raise ValueError(f"input_ids must be (batch, tokens), got shape {tuple(input_ids.shape)}.")
-        if attention_mask is not None and not bool(attention_mask.bool().all()):
-            raise ValueError("attention_mask masks prompt tokens (padding), which onnxruntime-genai 0.18's loop does "
-                             "not take (it attends every given token): generate prompts of unequal length one "
-                             "row at a time, or use TformerORTModelForCausalLM (load_ort_model).")
         if max_new_tokens < 1 or not 0 <= min_new_tokens <= max_new_tokens:
             raise ValueError(f"max_new_tokens={max_new_tokens}, min_new_tokens={min_new_tokens}: need "
                              "max_new_tokens >= 1 and 0 <= min_new_tokens <= max_new_tokens.")
-        og = _import_genai()
         batch, prompt = input_ids.shape
         context = self.genai_config["model"]["context_length"]
         if prompt + max_new_tokens > context:
             raise ValueError(f"{prompt} prompt tokens + max_new_tokens={max_new_tokens} exceed the model's "
                              f"{context} positions (max_position_embeddings): shorten one of them.")
+        search = dict(max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens, do_sample=do_sample,
+                      temperature=temperature, top_k=top_k, top_p=top_p)
+        if attention_mask is None or bool(attention_mask.bool().all()):
+            new_tokens = self._generate(input_ids, seed=seed, **search)
+        else:
+            lengths = _left_padded_lengths(attention_mask, input_ids.shape)
+            new_tokens = [self._generate(input_ids[row:row + 1, prompt - length:],
+                                         seed=None if seed is None else seed + row, **search)[0]
+                          for row, length in enumerate(lengths)]
+        out = torch.full((batch, prompt + max(len(row) for row in new_tokens)),
+                         self.genai_config["model"]["pad_token_id"], dtype=torch.long)
+        out[:, :prompt] = input_ids
+        for index, row in enumerate(new_tokens):
+            out[index, prompt:prompt + len(row)] = torch.from_numpy(row)
+        return out
+
+    def _generate(self, input_ids: torch.Tensor, max_new_tokens: int, min_new_tokens: int, seed: Optional[int],
+                  **search: Any) -> list[np.ndarray]:
+        """One genai run over rows of equal length: each row's new tokens (up to its end of sequence)."""
+        og = _import_genai()
+        batch, prompt = input_ids.shape
         params = og.GeneratorParams(self.model)
         options = dict(max_length=prompt + max_new_tokens, min_length=prompt + min_new_tokens, batch_size=batch,
-                       do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p)
+                       **search)
         if seed is not None:
             options["random_seed"] = seed
         params.set_search_options(**options)
@@ -107,9 +128,20 @@ class TformerGenaiModel:
         generator.append_tokens(np.ascontiguousarray(input_ids.numpy(), dtype=np.int32))
         while not generator.is_done():
             generator.generate_next_token()
-        rows = [np.asarray(generator.get_sequence(row), dtype=np.int64) for row in range(batch)]
-        pad = self.genai_config["model"]["pad_token_id"]
-        out = torch.full((batch, max(len(row) for row in rows)), pad, dtype=torch.long)
-        for index, row in enumerate(rows):
-            out[index, :len(row)] = torch.from_numpy(row)
-        return out
+        return [np.asarray(generator.get_sequence(row), dtype=np.int64)[prompt:] for row in range(batch)]
+
+
+def _left_padded_lengths(attention_mask: torch.Tensor, shape: torch.Size) -> list[int]:
+    """Each row's number of real tokens; ValueError unless every row is left-padded (zeros, then ones)."""
+    if tuple(attention_mask.shape) != tuple(shape):
+        raise ValueError(f"attention_mask has shape {tuple(attention_mask.shape)}, input_ids {tuple(shape)}: "
+                         "they must match.")
+    mask = attention_mask.bool()
+    lengths = mask.sum(dim=1)
+    prompt = shape[1]
+    # left padding: the ones are the last `length` positions of the row
+    expected = torch.arange(prompt).unsqueeze(0) >= (prompt - lengths).unsqueeze(1)
+    if not torch.equal(mask, expected) or bool((lengths == 0).any()):
+        raise ValueError("attention_mask must pad on the left (zeros, then ones; the tokenizer's "
+                         "padding_side='left', as for transformers' generate()) and leave every row a token.")
+    return lengths.tolist()

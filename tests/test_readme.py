@@ -102,7 +102,7 @@ reference = hf_tformer.TformerDecoderForCausalLM.from_pretrained("tiny-decoder")
 expected = reference.generate(**inputs, max_new_tokens=10, num_beams=3)
 assert torch.equal(beams, expected), (beams, expected)
 assert torch.equal(tokens, model.generate(**prompt, max_new_tokens=10)), tokens
-assert sampled.shape[0] == 1 and torch.equal(sampled[:, :prompt["input_ids"].shape[1]], prompt["input_ids"])
+assert sampled.shape[0] == 2 and torch.equal(sampled[:, :prompt["input_ids"].shape[1]], prompt["input_ids"])
 """,
 }
 MARKS: dict[str, list] = {}  # per script, pytest marks (none now: the ONNX block needs no optimum)

@@ -1,6 +1,7 @@
 """onnxruntime-genai's C++ loop over our decoder export (export/genai_config.py, export/ort_genai.py): the export
-writes genai_config.json, genai generates PyTorch's greedy tokens (MHA and GQA, a batch of equal-length prompts,
-the fp32 and the quantized graph), seeded sampling repeats, and what its loop cannot do is refused by name."""
+writes genai_config.json, genai generates PyTorch's greedy tokens (MHA and GQA, equal-length and left-padded
+batches, the fp32 and the quantized graph), seeded sampling repeats, and what its loop cannot do is refused by
+name."""
 
 import json
 import shutil
@@ -48,6 +49,20 @@ def test_genai_generates_pytorchs_greedy_tokens(exports, name):
     got = TformerGenaiModel.from_pretrained(folder, intra_op_num_threads=1).generate(
         ids, max_new_tokens=12, min_new_tokens=12)
     assert got.shape == (3, 18) and torch.equal(got, expected)
+
+
+@pytest.mark.parametrize("name", DECODERS)
+def test_a_left_padded_batch_gives_pytorchs_greedy_tokens_row_by_row(exports, name):
+    pytorch, folder = exports[name]
+    ids, mask = prompts(), torch.ones(3, 6, dtype=torch.long)
+    mask[1, :2], mask[2, :4] = 0, 0
+    ids[mask == 0] = 0
+    expected = pytorch.generate(ids, attention_mask=mask, max_new_tokens=10, min_new_tokens=10, do_sample=False)
+    genai = TformerGenaiModel.from_pretrained(folder)
+    got = genai.generate(ids, attention_mask=mask, max_new_tokens=10, min_new_tokens=10)
+    assert got.shape == (3, 16) and torch.equal(got, expected)
+    sampled = [genai.generate(ids, attention_mask=mask, max_new_tokens=8, do_sample=True, seed=5) for _ in range(2)]
+    assert torch.equal(*sampled) and torch.equal(sampled[0][:, :6], ids)  # the padded prompt kept as given
 
 
 def test_the_quantized_graph_gives_our_ort_classes_tokens(exports):
@@ -155,7 +170,9 @@ def test_session_config_values_must_be_strings(exports):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(attention_mask=torch.tensor([[0, 1, 1, 1, 1, 1]] * 3)), "masks prompt tokens"),
+    (dict(attention_mask=torch.tensor([[1, 1, 1, 1, 1, 0]] * 3)), "must pad on the left"),
+    (dict(attention_mask=torch.tensor([[0, 0, 0, 0, 0, 0]] * 3)), "leave every row a token"),
+    (dict(attention_mask=torch.ones(3, 5, dtype=torch.long) - torch.eye(3, 5, dtype=torch.long)), "must match"),
     (dict(num_beams=2), r"\['num_beams'\] are not supported"),
     (dict(max_new_tokens=60), "exceed the model's 64 positions"),
     (dict(max_new_tokens=4, min_new_tokens=5), "min_new_tokens=5"),
