@@ -101,7 +101,9 @@ sys.meta_path.insert(0, _NoHfTformer())
 
 def run_without_hf_tformer(code: str, cwd: Path, env: dict | None = None) -> str:
     """Run `code` in a fresh interpreter where `import hf_tformer` fails; return stdout, raise on failure."""
-    full_env = {**os.environ, "PYTHONPATH": "", **(env or {})}
+    # The child computes with as many threads as this process (conftest sets 2), whatever OMP_NUM_THREADS says:
+    # bit-identical comparisons across the two need the same reduction order.
+    full_env = {**os.environ, "PYTHONPATH": "", "OMP_NUM_THREADS": str(torch.get_num_threads()), **(env or {})}
     result = subprocess.run(
         [sys.executable, "-c", _BLOCK_HF_TFORMER + textwrap.dedent(code)],
         cwd=cwd,
