@@ -141,8 +141,9 @@ class CausalLMWithPast(nn.Module):
         return (output.logits, *_layer_tensors(output.past_key_values))
 
 
-def _past_names(layers: int, prefix: str, sides: tuple[str, ...]) -> list[str]:
-    """optimum's names: past_key_values.0.key / present.0.decoder.value ..."""
+def cache_names(layers: int, prefix: str, sides: tuple[str, ...] = ("",)) -> list[str]:
+    """optimum's names, in the graphs' order: past_key_values.0.key / present.0.decoder.value ... (the exporter's
+    and our ORT classes' one source of them)."""
     return [f"{prefix}.{layer}{side}.{kind}" for layer in range(layers) for side in sides for kind in ("key", "value")]
 
 
@@ -156,9 +157,9 @@ def _causal_lm(model: nn.Module) -> GraphSpec:
               "position_ids": torch.arange(past_length, past_length + length).expand(BATCH, length)}
     inputs["attention_mask"][1, :2] = 0  # left padding, as generation pads
     past_axes = {0: "batch_size", 2: "past_sequence_length"}
-    for name in _past_names(layers, "past_key_values", ("",)):
+    for name in cache_names(layers, "past_key_values", ("",)):
         inputs[name] = torch.randn(kv_shape(config, BATCH, past_length))
-    presents = _past_names(layers, "present", ("",))
+    presents = cache_names(layers, "present", ("",))
     axes = {"input_ids": dict(TEXT_AXES), "position_ids": dict(TEXT_AXES),
             "attention_mask": {0: "batch_size", 1: "past_sequence_length + sequence_length"},
             "logits": dict(TEXT_AXES)}
@@ -245,7 +246,7 @@ def _seq2seq(model: nn.Module, model_type: str, with_past: bool) -> list[GraphSp
     cross_axes = {0: "batch_size", 2: "encoder_sequence_length"}
     common_axes = {"input_ids": {0: "batch_size", 1: "decoder_sequence_length"}, "encoder_attention_mask": source_axes,
                    "logits": {0: "batch_size", 1: "decoder_sequence_length"}}
-    presents = _past_names(layers, "present", (".decoder", ".encoder"))
+    presents = cache_names(layers, "present", (".decoder", ".encoder"))
     first_axes = dict(common_axes, encoder_hidden_states=source_axes)
     first_axes.update({name: dict(self_axes if ".decoder." in name else cross_axes) for name in presents})
     if speech:
@@ -254,13 +255,13 @@ def _seq2seq(model: nn.Module, model_type: str, with_past: bool) -> list[GraphSp
                             ["logits", *presents], first_axes))
     if with_past:
         past = dict(decoder_inputs)
-        for name in _past_names(layers, "past_key_values", (".decoder", ".encoder")):
+        for name in cache_names(layers, "past_key_values", (".decoder", ".encoder")):
             # as many cached decoder positions as new ones: both fit a learned position table (fitting_length)
             past[name] = torch.randn(kv_shape(config, BATCH, target_length if ".decoder." in name else source_length))
         past_axes = {k: v for k, v in common_axes.items() if k in past or k == "logits"}
         past_axes.update({name: ({0: "batch_size", 2: "past_decoder_sequence_length"} if ".decoder." in name
                                  else dict(cross_axes)) for name in past if name.startswith("past_key_values")})
-        self_presents = _past_names(layers, "present", (".decoder",))
+        self_presents = cache_names(layers, "present", (".decoder",))
         past_axes.update({name: dict(self_axes) for name in self_presents})
         graphs.append(GraphSpec("decoder_with_past_model.onnx", Seq2SeqDecoder(model, True, not speech), past,
                                 ["logits", *self_presents], past_axes))

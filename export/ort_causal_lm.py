@@ -12,6 +12,7 @@ from transformers import GenerationMixin
 from transformers.cache_utils import DynamicCache, DynamicLayer
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
+from .graphs import cache_names
 from .ort_model import TformerORTModel
 
 
@@ -47,9 +48,8 @@ class TformerORTModelForCausalLM(TformerORTModel, GenerationMixin):
         # Read once: forward runs per generated token, and 5.x's config attribute lookups are not free.
         self._layers = config.num_hidden_layers
         self._kv_shape = (config.num_key_value_heads, config.head_dim)  # (heads, head_dim) of one layer's keys
-        self._past_names = [f"past_key_values.{layer}.{kind}" for layer in range(self._layers)
-                            for kind in ("key", "value")]
-        self._present_names = [name.replace("past_key_values", "present") for name in self._past_names]
+        self._past_names = cache_names(self._layers, "past_key_values")
+        self._present_names = cache_names(self._layers, "present")
         self._use_cache = bool(self.sessions) and self._past_names[0] in self.session.input_names
 
     @property

@@ -19,17 +19,13 @@ from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 from transformers.modeling_outputs import BaseModelOutput, Seq2SeqLMOutput
 from transformers.models.whisper.generation_whisper import WhisperGenerationMixin
 
+from .graphs import cache_names
 from .ort_causal_lm import store_presents
 from .ort_model import OrtSession, TformerORTModel
 from .runtime import TOKEN_TIMESTAMPS_REFUSED
 
 ENCODER_FILE, DECODER_FILE, DECODER_WITH_PAST_FILE = (
     "encoder_model.onnx", "decoder_model.onnx", "decoder_with_past_model.onnx")
-
-
-def _kv_names(prefix: str, side: str, layers: int) -> list[str]:
-    """optimum's names, in the graphs' order: present.0.decoder.key, present.0.decoder.value, present.1..."""
-    return [f"{prefix}.{layer}.{side}.{kind}" for layer in range(layers) for kind in ("key", "value")]
 
 
 class OrtEncoder(nn.Module):
@@ -96,7 +92,7 @@ class TformerORTModelForSeq2SeqLM(TformerORTModel, GenerationMixin):
         self.encoder = self.encoder_class(self.sessions.get(ENCODER_FILE), config)
         # Names read once: forward runs per generated token.
         self._layers = config.decoder_layers
-        self._kv_names = {(prefix, side): _kv_names(prefix, side, self._layers)
+        self._kv_names = {(prefix, side): cache_names(self._layers, prefix, (f".{side}",))
                           for prefix in ("past_key_values", "present") for side in ("decoder", "encoder")}
 
     @property

@@ -1,6 +1,11 @@
 """Checks shared by the ONNX export tests."""
 
+from pathlib import Path
+
 import torch
+
+import hf_tformer as ht
+from conftest import tiny_config
 
 
 def assert_ort_greedy_equals_pytorch(ort, pytorch, prompt_length: int, left_pads: tuple[int, int]) -> None:
@@ -24,3 +29,11 @@ def padded_text_inputs(left_padded: bool) -> dict[str, torch.Tensor]:
         mask[1, -3:] = 0
     ids[mask == 0] = 0
     return {"input_ids": ids, "attention_mask": mask}
+
+
+def saved_tiny_decoder(folder: Path, **overrides):
+    """A tiny causal LM (seed 0, the toy BPE tokenizer's 160 ids) saved in `folder`; returns it in eval mode."""
+    torch.manual_seed(0)
+    model = ht.TformerDecoderForCausalLM(tiny_config("decoder", vocab_size=160, **overrides)).eval()
+    model.save_pretrained(folder)
+    return model

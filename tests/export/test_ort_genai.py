@@ -11,6 +11,7 @@ import torch
 
 import hf_tformer as ht
 from conftest import tiny_config
+from ort_helpers import saved_tiny_decoder
 from hf_tformer_export.export import export_onnx
 from hf_tformer_export.genai_config import GENAI_CONFIG, genai_config, write_genai_config
 from hf_tformer_export.ort_genai import TformerGenaiModel
@@ -28,9 +29,7 @@ def exports(tmp_path_factory) -> dict:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("HF_HOME", str(root / "hf_home"))
         for name, overrides in DECODERS.items():
-            torch.manual_seed(0)
-            model = ht.TformerDecoderForCausalLM(tiny_config("decoder", vocab_size=160, **overrides)).eval()
-            model.save_pretrained(root / name)
+            model = saved_tiny_decoder(root / name, **overrides)
             export_onnx(str(root / name), str(root / f"{name}-onnx"), TASK, validate=False, quantize=name == "mha")
             made[name] = (model, root / f"{name}-onnx")
     return made

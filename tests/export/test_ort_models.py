@@ -12,7 +12,7 @@ from transformers import AutoImageProcessor, AutoProcessor, AutoTokenizer, TextS
 import hf_tformer as ht
 from clip_helpers import TEXT, VISION, clip_processor, padded_texts
 from conftest import run_without_hf_tformer, tiny_config
-from ort_helpers import padded_text_inputs
+from ort_helpers import padded_text_inputs, saved_tiny_decoder
 from hf_tformer_demo.toy_tokenizer import train_tokenizer
 from hf_tformer_export.export import export_onnx
 from hf_tformer_export.runtime import load_ort_model
@@ -196,9 +196,7 @@ def decoders(tmp_path_factory) -> dict:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("HF_HOME", str(root / "hf_home"))
         for name, (overrides, task) in DECODERS.items():
-            torch.manual_seed(0)
-            model = ht.TformerDecoderForCausalLM(tiny_config("decoder", vocab_size=160, **overrides)).eval()
-            model.save_pretrained(root / name)
+            model = saved_tiny_decoder(root / name, **overrides)
             models[name] = (model, export(root / name, task), root / f"{name}-onnx")
     return models
 
